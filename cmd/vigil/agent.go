@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	v1 "github.com/vigil-vm/vigil/api/v1"
+	"github.com/vigil-vm/vigil/client"
+	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/agent"
+	"github.com/vigil-vm/vigil/internal/cli"
+	"github.com/vigil-vm/vigil/internal/driver"
+	"github.com/vigil-vm/vigil/internal/driver/sim"
+)
+
+// agentOptions are the flags of `vigil agent`, shared with the agent that
+// `vigil server` runs in-process.
+type agentOptions struct {
+	node               string
+	runtime            string
+	stateDir           string
+	simJournal         string
+	capacityCPU        string
+	capacityMemory     string
+	labels             []string
+	leaseRenewInterval time.Duration
+}
+
+func (o *agentOptions) addFlags(cmd *cobra.Command, prefix string) {
+	f := cmd.Flags()
+	host, _ := os.Hostname()
+	f.StringVar(&o.node, "node", host, "the name of this node")
+	f.StringVar(&o.runtime, "runtime", "sim", "the VM runtime: sim (simulated guests) or qemu (real guests)")
+	f.StringVar(&o.simJournal, "sim-journal", "", "append every simulated guest start and stop to this file")
+	f.StringVar(&o.capacityCPU, prefix+"capacity-cpu", "", "CPUs the node offers (default: the host's)")
+	f.StringVar(&o.capacityMemory, prefix+"capacity-memory", "", "memory the node offers, e.g. 64Gi (default: the host's)")
+	f.StringSliceVar(&o.labels, prefix+"node-labels", nil, "extra node labels, key=value")
+	f.DurationVar(&o.leaseRenewInterval, "lease-renew-interval", time.Second, "how often the node lease is renewed")
+}
+
+// builtAgent is an agent with its event recorder; run both with run.
+type builtAgent struct {
+	agent    *agent.Agent
+	recorder *record.Recorder
+	cleanup  func()
+}
+
+// run runs the agent and its recorder until ctx ends.
+func (b *builtAgent) run(ctx context.Context) error {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); b.recorder.Run(rctx) }()
+	err := b.agent.Run(ctx)
+	cancel()
+	<-done
+	b.cleanup()
+	return err
+}
+
+// build makes the agent, its driver and its recorder.
+func (o *agentOptions) build(c *client.Client, log *slog.Logger) (*builtAgent, error) {
+	if o.node == "" {
+		return nil, fmt.Errorf("--node is required")
+	}
+	if o.leaseRenewInterval <= 0 {
+		return nil, fmt.Errorf("--lease-renew-interval must be positive")
+	}
+	capacity := agent.HostCapacity()
+	if o.capacityCPU != "" {
+		q, err := resource.ParseQuantity(o.capacityCPU)
+		if err != nil || q.Sign() <= 0 {
+			return nil, fmt.Errorf("--capacity-cpu %q is not a positive quantity", o.capacityCPU)
+		}
+		capacity[v1.ResourceCPU] = q
+	}
+	if o.capacityMemory != "" {
+		q, err := resource.ParseQuantity(o.capacityMemory)
+		if err != nil || q.Sign() <= 0 {
+			return nil, fmt.Errorf("--capacity-memory %q is not a positive quantity", o.capacityMemory)
+		}
+		capacity[v1.ResourceMemory] = q
+	}
+	labels := map[string]string{}
+	for _, l := range o.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--node-labels: %q is not key=value", l)
+		}
+		labels[k] = v
+	}
+	cleanup := func() {}
+	var drv driver.Driver
+	switch o.runtime {
+	case "sim":
+		var journal *sim.Journal
+		if o.simJournal != "" {
+			j, err := sim.OpenJournal(o.simJournal)
+			if err != nil {
+				return nil, err
+			}
+			journal, cleanup = j, func() { j.Close() }
+		}
+		d, err := sim.New(sim.Config{StateDir: filepath.Join(o.stateDir, "sim"), Node: o.node, Journal: journal, Persist: true})
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		drv = d
+	case "qemu":
+		return nil, fmt.Errorf("--runtime qemu is not available yet: use --runtime sim")
+	default:
+		return nil, fmt.Errorf("--runtime %q: use sim or qemu", o.runtime)
+	}
+	rec := record.New(c, "vigil-agent", o.node, log)
+	a, err := agent.New(agent.Config{
+		Client: c, Node: o.node, Driver: drv, Capacity: capacity, Labels: labels,
+		LeaseRenewInterval: o.leaseRenewInterval, Version: version, Recorder: rec, Log: log,
+		Address: outboundIP(),
+	})
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	return &builtAgent{agent: a, recorder: rec, cleanup: cleanup}, nil
+}
+
+func outboundIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+func newAgentCmd(f *cli.Factory) *cobra.Command {
+	o := &agentOptions{}
+	var server, tokenFile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: register this node and run the VMIs bound to it",
+		Example: `  vigil agent --server http://10.0.0.1:7070 --node node-1 --runtime sim --state-dir /var/lib/vigil-agent
+  vigil agent --server http://127.0.0.1:7070 --node sim-1 --runtime sim --capacity-cpu 64 --capacity-memory 256Gi`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "agent")
+			token := ""
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
+			}
+			if server == "" {
+				server = os.Getenv("VIGIL_SERVER")
+			}
+			if server == "" {
+				return fmt.Errorf("--server (or VIGIL_SERVER) is required")
+			}
+			if o.stateDir == "" {
+				return fmt.Errorf("--state-dir is required")
+			}
+			c, err := client.New(client.Config{Server: server, Token: token, UserAgent: "vigil-agent/" + o.node})
+			if err != nil {
+				return err
+			}
+			a, err := o.build(c, log)
+			if err != nil {
+				return err
+			}
+			log.Info("vigil agent starting", "node", o.node, "server", server, "runtime", o.runtime)
+			return a.run(cmd.Context())
+		},
+	}
+	o.addFlags(cmd, "")
+	cmd.Flags().StringVar(&server, "server", "", "the API server URL (default $VIGIL_SERVER)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the API server's bearer token")
+	cmd.Flags().StringVar(&o.stateDir, "state-dir", "", "directory for the agent's and the runtime's state")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,385 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/vigil-vm/vigil/api/v1"
+	"github.com/vigil-vm/vigil/client"
+	"github.com/vigil-vm/vigil/client/informer"
+	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/controller"
+)
+
+// Config configures the scheduler.
+type Config struct {
+	Client   *client.Client
+	Recorder *record.Recorder
+	Workers  int
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Scheduler is the VMI scheduler.
+type Scheduler struct {
+	cfg   Config
+	log   *slog.Logger
+	vmis  *informer.Informer[*v1.VirtualMachineInstance]
+	nodes *informer.Informer[*v1.Node]
+	ctrl  *controller.Controller
+
+	// mu guards used, assumed and waiting, which the informer handlers and
+	// the workers share. pickMu serialises picking and assuming, so two
+	// workers never fill the same room twice.
+	mu     sync.Mutex
+	pickMu sync.Mutex
+	// used is the reservation on each node of its live VMIs, as the cache
+	// shows them, plus the assumed bindings.
+	used map[string]request
+	// assumed are bindings written but not seen in the cache yet.
+	assumed map[string]assumption
+	// waiting holds the keys of VMIs that fit nowhere, retried when room appears.
+	waiting map[string]struct{}
+}
+
+type assumption struct {
+	node string
+	req  request
+}
+
+// New builds the scheduler and its informers.
+func New(cfg Config) *Scheduler {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Scheduler{cfg: cfg, log: cfg.Log.With("controller", "scheduler"),
+		used: map[string]request{}, assumed: map[string]assumption{}, waiting: map[string]struct{}{}}
+	s.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
+	s.nodes = informer.New[*v1.Node](cfg.Client.Nodes(), client.ListOptions{}, cfg.Log)
+	s.ctrl = controller.New("scheduler", s.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
+	s.vmis.AddHandler(informer.Handler[*v1.VirtualMachineInstance]{
+		OnAdd:    func(vmi *v1.VirtualMachineInstance) { s.account(nil, vmi) },
+		OnUpdate: func(old, vmi *v1.VirtualMachineInstance) { s.account(old, vmi) },
+		OnDelete: func(vmi *v1.VirtualMachineInstance) { s.account(vmi, nil) },
+	})
+	s.nodes.AddHandler(informer.Handler[*v1.Node]{
+		OnAdd:    func(*v1.Node) { s.retryWaiting() },
+		OnUpdate: func(old, n *v1.Node) { s.nodeChanged(old, n) },
+		OnDelete: func(*v1.Node) {},
+	})
+	return s
+}
+
+// Run runs the informers and the workers until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context){s.vmis.Run, s.nodes.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(ctx) }()
+	}
+	if s.vmis.WaitForSync(ctx) == nil && s.nodes.WaitForSync(ctx) == nil {
+		s.ctrl.Run(ctx)
+	}
+	wg.Wait()
+}
+
+// live reports whether a VMI holds a reservation on its node.
+func live(vmi *v1.VirtualMachineInstance) bool {
+	return vmi != nil && vmi.Status.NodeName != "" && !vmi.Status.Phase.IsFinal()
+}
+
+// needsScheduler reports whether a VMI waits for a binding or for release.
+func needsScheduler(vmi *v1.VirtualMachineInstance) bool {
+	return vmi.Status.NodeName == "" && !vmi.Status.Phase.IsFinal()
+}
+
+// account keeps the per-node reservations current as the cache changes, and
+// queues the VMIs that need the scheduler.
+func (s *Scheduler) account(old, cur *v1.VirtualMachineInstance) {
+	freed := false
+	s.mu.Lock()
+	if live(old) {
+		s.used[old.Status.NodeName] = s.used[old.Status.NodeName].sub(requestOf(old))
+		freed = !live(cur)
+	}
+	if cur != nil {
+		key := informer.Key(cur)
+		if a, ok := s.assumed[key]; ok && (cur.Status.NodeName != "" || cur.Status.Phase.IsFinal()) {
+			s.used[a.node] = s.used[a.node].sub(a.req)
+			delete(s.assumed, key)
+		}
+		if live(cur) {
+			s.used[cur.Status.NodeName] = s.used[cur.Status.NodeName].add(requestOf(cur))
+		}
+		if !needsScheduler(cur) {
+			delete(s.waiting, key)
+		}
+	} else if old != nil {
+		key := informer.Key(old)
+		if a, ok := s.assumed[key]; ok {
+			s.used[a.node] = s.used[a.node].sub(a.req)
+			delete(s.assumed, key)
+		}
+		delete(s.waiting, key)
+	}
+	s.mu.Unlock()
+	if cur != nil && needsScheduler(cur) {
+		s.ctrl.Enqueue(informer.Key(cur))
+	}
+	if freed {
+		s.retryWaiting()
+	}
+}
+
+func (s *Scheduler) nodeChanged(old, n *v1.Node) {
+	if ready(old) != ready(n) || old.Spec.Unschedulable != n.Spec.Unschedulable ||
+		allocatable(old) != allocatable(n) || !maps(old.Labels, n.Labels) {
+		s.retryWaiting()
+	}
+}
+
+func maps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) retryWaiting() {
+	s.mu.Lock()
+	keys := make([]string, 0, len(s.waiting))
+	for k := range s.waiting {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
+		s.ctrl.Enqueue(k)
+	}
+}
+
+func ready(n *v1.Node) bool {
+	c := n.Status.Condition(v1.NodeReady)
+	return c != nil && c.Status == metav1.ConditionTrue
+}
+
+func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Result, error) {
+	vmi, ok := s.vmis.Get(key)
+	if !ok || !needsScheduler(vmi) {
+		return controller.Result{}, nil
+	}
+	if vmi.DeletionTimestamp != nil {
+		return controller.Result{}, s.release(ctx, vmi)
+	}
+	s.pickMu.Lock()
+	defer s.pickMu.Unlock()
+	s.mu.Lock()
+	_, inFlight := s.assumed[key]
+	s.mu.Unlock()
+	if inFlight {
+		return controller.Result{}, nil // bound; the cache has not caught up
+	}
+	req := requestOf(vmi)
+	node, why := s.pick(vmi, req)
+	if node == "" {
+		s.mu.Lock()
+		s.waiting[key] = struct{}{}
+		s.mu.Unlock()
+		return controller.Result{}, s.markUnschedulable(ctx, vmi, why)
+	}
+	s.mu.Lock()
+	s.assumed[key] = assumption{node: node, req: req}
+	s.used[node] = s.used[node].add(req)
+	delete(s.waiting, key)
+	s.mu.Unlock()
+	if err := s.bind(ctx, vmi, node); err != nil {
+		s.mu.Lock()
+		if a, ok := s.assumed[key]; ok {
+			s.used[a.node] = s.used[a.node].sub(a.req)
+			delete(s.assumed, key)
+		}
+		s.mu.Unlock()
+		if apierrors.IsNotFound(err) {
+			return controller.Result{}, nil
+		}
+		return controller.Result{}, err
+	}
+	return controller.Result{}, nil
+}
+
+// pick chooses the least allocated node that fits, or says why none does.
+func (s *Scheduler) pick(vmi *v1.VirtualMachineInstance, req request) (string, string) {
+	nodes := s.nodes.List()
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	reasons := map[string]int{}
+	best, bestScore := "", 2.0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range nodes {
+		switch {
+		case !ready(n):
+			reasons["node(s) were not ready"]++
+			continue
+		case n.Spec.Unschedulable:
+			reasons["node(s) were unschedulable"]++
+			continue
+		case !selects(vmi.Spec.NodeSelector, n.Labels):
+			reasons["node(s) didn't match the VMI's node selector"]++
+			continue
+		}
+		alloc, used := allocatable(n), s.used[n.Name]
+		fits := true
+		if used.cpu+req.cpu > alloc.cpu {
+			reasons["insufficient cpu"]++
+			fits = false
+		}
+		if used.mem+req.mem > alloc.mem {
+			reasons["insufficient memory"]++
+			fits = false
+		}
+		if !fits {
+			continue
+		}
+		score := max(frac(used.cpu+req.cpu, alloc.cpu), frac(used.mem+req.mem, alloc.mem))
+		if score < bestScore {
+			best, bestScore = n.Name, score
+		}
+	}
+	if best != "" {
+		return best, ""
+	}
+	parts := make([]string, 0, len(reasons))
+	for r, n := range reasons {
+		parts = append(parts, fmt.Sprintf("%d %s", n, r))
+	}
+	sort.Strings(parts)
+	msg := fmt.Sprintf("0/%d nodes are available", len(nodes))
+	if len(parts) > 0 {
+		msg += ": " + strings.Join(parts, ", ")
+	}
+	return "", msg + "."
+}
+
+func frac(a, b int64) float64 {
+	if b <= 0 {
+		return 1
+	}
+	return float64(a) / float64(b)
+}
+
+func selects(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) bind(ctx context.Context, vmi *v1.VirtualMachineInstance, node string) error {
+	next := vmi.DeepCopy()
+	now := metav1.NewTime(s.cfg.Now()).Rfc3339Copy()
+	next.Status.NodeName = node
+	next.Status.Phase = v1.Scheduling
+	next.Status.PhaseTransitionTimestamps = append(next.Status.PhaseTransitionTimestamps,
+		v1.VirtualMachineInstancePhaseTransitionTimestamp{Phase: v1.Scheduling, PhaseTransitionTimestamp: now})
+	setCondition(&next.Status, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstancePodScheduled, Status: metav1.ConditionTrue, LastTransitionTime: now})
+	if _, err := s.cfg.Client.VirtualMachineInstances(vmi.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
+		return fmt.Errorf("binding VMI %s/%s to %s: %w", vmi.Namespace, vmi.Name, node, err)
+	}
+	s.cfg.Recorder.Eventf(vmi, v1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", vmi.Namespace, vmi.Name, node)
+	return nil
+}
+
+func (s *Scheduler) markUnschedulable(ctx context.Context, vmi *v1.VirtualMachineInstance, why string) error {
+	if c := vmi.Status.Condition(v1.VirtualMachineInstancePodScheduled); c != nil && c.Status == metav1.ConditionFalse && c.Message == why {
+		return nil
+	}
+	next := vmi.DeepCopy()
+	next.Status.Phase = v1.Pending
+	setCondition(&next.Status, v1.VirtualMachineInstanceCondition{
+		Type: v1.VirtualMachineInstancePodScheduled, Status: metav1.ConditionFalse, Reason: v1.UnschedulableReason, Message: why,
+		LastTransitionTime: metav1.NewTime(s.cfg.Now()).Rfc3339Copy(),
+	})
+	if _, err := s.cfg.Client.VirtualMachineInstances(vmi.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("marking VMI %s/%s unschedulable: %w", vmi.Namespace, vmi.Name, err)
+	}
+	s.cfg.Recorder.Eventf(vmi, v1.EventTypeWarning, "FailedScheduling", "%s", why)
+	return nil
+}
+
+// release ends a VMI deleted before it was bound: Failed, and its agent
+// finalizer removed, since no agent will ever see it.
+func (s *Scheduler) release(ctx context.Context, vmi *v1.VirtualMachineInstance) error {
+	vmis := s.cfg.Client.VirtualMachineInstances(vmi.Namespace)
+	if !vmi.Status.Phase.IsFinal() {
+		next := vmi.DeepCopy()
+		now := metav1.NewTime(s.cfg.Now()).Rfc3339Copy()
+		next.Status.Phase = v1.Failed
+		next.Status.Reason = v1.ReasonDeletedBeforeStart
+		next.Status.Message = "the VMI was deleted before it was scheduled to a node"
+		next.Status.PhaseTransitionTimestamps = append(next.Status.PhaseTransitionTimestamps,
+			v1.VirtualMachineInstancePhaseTransitionTimestamp{Phase: v1.Failed, PhaseTransitionTimestamp: now})
+		updated, err := vmis.UpdateStatus(ctx, next, client.WriteOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("failing unbound deleted VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
+		}
+		vmi = updated
+	}
+	if !slices.Contains(vmi.Finalizers, v1.AgentFinalizer) {
+		return nil
+	}
+	fins := slices.DeleteFunc(slices.Clone(vmi.Finalizers), func(f string) bool { return f == v1.AgentFinalizer })
+	if fins == nil {
+		fins = []string{}
+	}
+	patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"finalizers":%s}}`, vmi.ResourceVersion, jsonList(fins))
+	_, err := vmis.Patch(ctx, vmi.Name, client.MergePatch, []byte(patch), "", client.WriteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func jsonList(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return "[" + strings.Join(q, ",") + "]"
+}
+
+func setCondition(st *v1.VirtualMachineInstanceStatus, c v1.VirtualMachineInstanceCondition) {
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == c.Type {
+			if st.Conditions[i].Status == c.Status {
+				c.LastTransitionTime = st.Conditions[i].LastTransitionTime
+			}
+			st.Conditions[i] = c
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, c)
+}

@@ -1,0 +1,257 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	v1 "github.com/vigil-vm/vigil/api/v1"
+	"github.com/vigil-vm/vigil/client"
+	"github.com/vigil-vm/vigil/client/informer"
+	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/controller"
+	"github.com/vigil-vm/vigil/internal/runstrategy"
+	"github.com/vigil-vm/vigil/internal/vmstate"
+)
+
+// Config configures the VM controller.
+type Config struct {
+	Client   *client.Client
+	Recorder *record.Recorder
+	// BackoffBase and BackoffMax are the crash-loop parameters (defaults 10s and 300s).
+	BackoffBase, BackoffMax time.Duration
+	Workers                 int
+	Log                     *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Controller is the VM controller.
+type Controller struct {
+	cfg  Config
+	log  *slog.Logger
+	vms  *informer.Informer[*v1.VirtualMachine]
+	vmis *informer.Informer[*v1.VirtualMachineInstance]
+	ctrl *controller.Controller
+	exp  *expectations
+}
+
+// New builds the controller and its informers.
+func New(cfg Config) *Controller {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Controller{cfg: cfg, log: cfg.Log.With("controller", "vm"), exp: newExpectations()}
+	c.vms = informer.New[*v1.VirtualMachine](cfg.Client.VirtualMachines("").Resource, client.ListOptions{}, cfg.Log)
+	c.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
+	c.ctrl = controller.New("vm", c.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
+	enqueueVM := func(vm *v1.VirtualMachine) { c.ctrl.Enqueue(informer.Key(vm)) }
+	c.vms.AddHandler(informer.Handler[*v1.VirtualMachine]{
+		OnAdd:    enqueueVM,
+		OnUpdate: func(_, vm *v1.VirtualMachine) { enqueueVM(vm) },
+		OnDelete: func(vm *v1.VirtualMachine) { c.exp.forget(informer.Key(vm)); c.ctrl.Enqueue(informer.Key(vm)) },
+	})
+	onVMI := func(vmi *v1.VirtualMachineInstance, gone bool) {
+		key := informer.Key(vmi)
+		c.exp.observed(key, vmi.UID, vmi.DeletionTimestamp != nil, gone)
+		c.ctrl.Enqueue(key)
+	}
+	c.vmis.AddHandler(informer.Handler[*v1.VirtualMachineInstance]{
+		OnAdd:    func(vmi *v1.VirtualMachineInstance) { onVMI(vmi, false) },
+		OnUpdate: func(_, vmi *v1.VirtualMachineInstance) { onVMI(vmi, false) },
+		OnDelete: func(vmi *v1.VirtualMachineInstance) { onVMI(vmi, true) },
+	})
+	return c
+}
+
+// Run runs the informers and the workers until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context){c.vms.Run, c.vmis.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(ctx) }()
+	}
+	if c.vms.WaitForSync(ctx) == nil && c.vmis.WaitForSync(ctx) == nil {
+		c.ctrl.Run(ctx)
+	}
+	wg.Wait()
+}
+
+func (c *Controller) backoff() runstrategy.Backoff {
+	return runstrategy.Backoff{Base: c.cfg.BackoffBase, Max: c.cfg.BackoffMax, Jitter: func(n int64) int64 {
+		if n <= 0 {
+			return 0
+		}
+		return rand.Int64N(n + 1)
+	}}
+}
+
+// controlledBy reports whether vm is vmi's controller.
+func controlledBy(vmi *v1.VirtualMachineInstance, vm *v1.VirtualMachine) bool {
+	for _, o := range vmi.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			return o.UID == vm.UID
+		}
+	}
+	return false
+}
+
+func (c *Controller) reconcile(ctx context.Context, key string) (controller.Result, error) {
+	vm, ok := c.vms.Get(key)
+	if !ok {
+		c.exp.forget(key)
+		return controller.Result{}, nil
+	}
+	vmi, _ := c.vmis.Get(key)
+	foreign := false
+	if vmi != nil && !controlledBy(vmi, vm) {
+		vmi, foreign = nil, true
+	}
+	now := c.cfg.Now()
+	createPending, deletePending := c.exp.pending(key, now)
+	pass := runstrategy.Pass{
+		VM: vmstate.VM(vm), Instance: vmstate.Instance(vmi, vm),
+		CreatePending: createPending, DeletePending: deletePending, Now: now, Backoff: c.backoff(),
+	}
+	d := runstrategy.Reconcile(pass)
+	if d.AddVMFinalizer {
+		if err := c.setVMFinalizer(ctx, vm, true); err != nil {
+			return controller.Result{}, err
+		}
+	}
+	var out runstrategy.Outcome
+	switch d.Action {
+	case runstrategy.CreateInstance:
+		out.Err = c.createVMI(ctx, key, vm, d, foreign, now)
+	case runstrategy.DeleteInstance:
+		out.Err = c.deleteVMI(ctx, key, vm, vmi, d, now)
+	case runstrategy.RemoveVMFinalizer:
+		return controller.Result{}, c.setVMFinalizer(ctx, vm, false)
+	}
+	st := runstrategy.NextStatus(pass, d, out)
+	next := vm.DeepCopy()
+	vmstate.ApplyStatus(next, st)
+	if !equality.Semantic.DeepEqual(next.Status, vm.Status) {
+		if _, err := c.cfg.Client.VirtualMachines(vm.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return controller.Result{}, nil
+			}
+			return controller.Result{}, fmt.Errorf("writing the status of VM %s: %w", key, err)
+		}
+	}
+	if d.RemoveInstanceFinalizer && vmi != nil {
+		if err := c.removeVMIFinalizer(ctx, vmi); err != nil {
+			return controller.Result{}, err
+		}
+	}
+	if d.Err != nil {
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeWarning, d.Err.Reason, "%s", d.Err.Message)
+		return controller.Result{}, fmt.Errorf("VM %s: %s", key, d.Err.Message)
+	}
+	if out.Err != nil {
+		return controller.Result{}, fmt.Errorf("VM %s: %s", key, out.Err.Message)
+	}
+	return controller.Result{RequeueAfter: d.RequeueAfter}, nil
+}
+
+func (c *Controller) createVMI(ctx context.Context, key string, vm *v1.VirtualMachine, d runstrategy.Decision, foreign bool, now time.Time) *runstrategy.Failure {
+	if foreign {
+		msg := fmt.Sprintf("Failure while starting VMI: a VirtualMachineInstance named %s exists and is not owned by this VM", vm.Name)
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeWarning, runstrategy.ReasonFailedCreate, "%s", msg)
+		return &runstrategy.Failure{Reason: runstrategy.ReasonFailedCreate, Message: msg}
+	}
+	vmi := vmstate.NewInstance(vm, d.StartPaused)
+	c.exp.expectCreate(key, now)
+	_, err := c.cfg.Client.VirtualMachineInstances(vm.Namespace).Create(ctx, vmi, client.WriteOptions{})
+	switch {
+	case err == nil:
+		c.log.Debug("created VMI", "vm", key, "why", d.Why)
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeNormal, "SuccessfulCreate", "Started the virtual machine by creating the new virtual machine instance %s", vm.Name)
+		return nil
+	case apierrors.IsAlreadyExists(err):
+		return nil // ours, from an earlier pass; the cache will show it
+	default:
+		c.exp.forget(key)
+		msg := fmt.Sprintf("Failure while starting VMI: %s", errMessage(err))
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeWarning, runstrategy.ReasonFailedCreate, "Error creating virtual machine instance: %s", errMessage(err))
+		return &runstrategy.Failure{Reason: runstrategy.ReasonFailedCreate, Message: msg}
+	}
+}
+
+func (c *Controller) deleteVMI(ctx context.Context, key string, vm *v1.VirtualMachine, vmi *v1.VirtualMachineInstance, d runstrategy.Decision, now time.Time) *runstrategy.Failure {
+	c.exp.expectDelete(key, vmi.UID, now)
+	_, err := c.cfg.Client.VirtualMachineInstances(vmi.Namespace).Delete(ctx, vmi.Name, client.DeleteOptions{UID: string(vmi.UID)})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		c.log.Debug("deleted VMI", "vm", key, "why", d.Why)
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeNormal, "SuccessfulDelete", "Stopped the virtual machine by deleting the virtual machine instance %s: %s", vmi.Name, d.Why)
+		return nil
+	default:
+		c.exp.forget(key)
+		msg := fmt.Sprintf("Failure attempting to delete VMI: %s", errMessage(err))
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeWarning, runstrategy.ReasonFailedDelete, "Error deleting virtual machine instance %s: %s", vmi.Name, errMessage(err))
+		return &runstrategy.Failure{Reason: runstrategy.ReasonFailedDelete, Message: msg}
+	}
+}
+
+func errMessage(err error) string {
+	if se, ok := err.(*apierrors.StatusError); ok {
+		return se.ErrStatus.Message
+	}
+	return err.Error()
+}
+
+// finalizerPatch is a merge patch of an object's finalizers, guarded by its
+// resourceVersion so that a concurrent change of the list is a conflict.
+func finalizerPatch(rv string, finalizers []string) []byte {
+	if finalizers == nil {
+		finalizers = []string{}
+	}
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": rv, "finalizers": finalizers}})
+	return b
+}
+
+func (c *Controller) setVMFinalizer(ctx context.Context, vm *v1.VirtualMachine, present bool) error {
+	has := slices.Contains(vm.Finalizers, v1.VirtualMachineControllerFinalizer)
+	if has == present {
+		return nil
+	}
+	fins := slices.DeleteFunc(slices.Clone(vm.Finalizers), func(f string) bool { return f == v1.VirtualMachineControllerFinalizer })
+	if present {
+		fins = append(fins, v1.VirtualMachineControllerFinalizer)
+	}
+	_, err := c.cfg.Client.VirtualMachines(vm.Namespace).Patch(ctx, vm.Name, client.MergePatch, finalizerPatch(vm.ResourceVersion, fins), "", client.WriteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("updating the finalizers of VM %s/%s: %w", vm.Namespace, vm.Name, err)
+	}
+	return nil
+}
+
+func (c *Controller) removeVMIFinalizer(ctx context.Context, vmi *v1.VirtualMachineInstance) error {
+	if !slices.Contains(vmi.Finalizers, v1.VirtualMachineControllerFinalizer) {
+		return nil
+	}
+	fins := slices.DeleteFunc(slices.Clone(vmi.Finalizers), func(f string) bool { return f == v1.VirtualMachineControllerFinalizer })
+	_, err := c.cfg.Client.VirtualMachineInstances(vmi.Namespace).Patch(ctx, vmi.Name, client.MergePatch, finalizerPatch(vmi.ResourceVersion, fins), "", client.WriteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing the finalizer of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
+	}
+	return nil
+}

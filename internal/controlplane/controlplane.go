@@ -1,0 +1,51 @@
+// Package controlplane runs Vigil's controllers together against the API:
+// the VM controller and the scheduler, with one event recorder. The server
+// runs it only while it holds the controllers' leadership.
+package controlplane
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vigil-vm/vigil/client"
+	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/controller/scheduler"
+	"github.com/vigil-vm/vigil/internal/controller/vm"
+)
+
+// Config configures the controllers.
+type Config struct {
+	Client *client.Client
+	// Host names this server in events.
+	Host string
+	// CrashLoopBaseDelay and CrashLoopMaxDelay are the crash-loop backoff
+	// parameters (defaults 10s and 300s).
+	CrashLoopBaseDelay, CrashLoopMaxDelay time.Duration
+	// Workers per controller (default 4).
+	Workers int
+	Log     *slog.Logger
+}
+
+// Run runs every controller until ctx ends.
+func Run(ctx context.Context, cfg Config) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	var wg sync.WaitGroup
+	start := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	vmRec := record.New(cfg.Client, "vm-controller", cfg.Host, cfg.Log)
+	schedRec := record.New(cfg.Client, "scheduler", cfg.Host, cfg.Log)
+	start(vmRec.Run)
+	start(schedRec.Run)
+	start(vm.New(vm.Config{
+		Client: cfg.Client, Recorder: vmRec, BackoffBase: cfg.CrashLoopBaseDelay, BackoffMax: cfg.CrashLoopMaxDelay,
+		Workers: cfg.Workers, Log: cfg.Log,
+	}).Run)
+	start(scheduler.New(scheduler.Config{Client: cfg.Client, Recorder: schedRec, Workers: cfg.Workers, Log: cfg.Log}).Run)
+	wg.Wait()
+}
