@@ -49,6 +49,9 @@ type Scheduler struct {
 	assumed map[string]assumption
 	// waiting holds the keys of VMIs that fit nowhere, retried when room appears.
 	waiting map[string]struct{}
+	// roomChanges counts retryWaiting calls, so that a VMI found to fit
+	// nowhere while room appeared is retried, not left waiting.
+	roomChanges uint64
 }
 
 type assumption struct {
@@ -164,6 +167,7 @@ func maps(a, b map[string]string) bool {
 
 func (s *Scheduler) retryWaiting() {
 	s.mu.Lock()
+	s.roomChanges++
 	keys := make([]string, 0, len(s.waiting))
 	for k := range s.waiting {
 		keys = append(keys, k)
@@ -196,11 +200,19 @@ func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Resul
 		return controller.Result{}, nil // bound; the cache has not caught up
 	}
 	req := requestOf(vmi)
+	s.mu.Lock()
+	changes := s.roomChanges
+	s.mu.Unlock()
 	node, why := s.pick(vmi, req)
 	if node == "" {
 		s.mu.Lock()
 		s.waiting[key] = struct{}{}
+		missed := s.roomChanges != changes
 		s.mu.Unlock()
+		if missed {
+			// Room appeared while this VMI was being placed: retry.
+			s.ctrl.Enqueue(key)
+		}
 		return controller.Result{}, s.markUnschedulable(ctx, vmi, why)
 	}
 	s.mu.Lock()
