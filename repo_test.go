@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/vigil-vm/vigil/api/v1"
 )
 
 const module = "github.com/vigil-vm/vigil"
@@ -92,4 +94,28 @@ func TestMain(m *testing.M) {
 		panic("run from the repository root")
 	}
 	os.Exit(m.Run())
+}
+
+// TestExamples: every manifest in examples/ decodes strictly and passes the
+// API server's validation, so that make run and the README never show a
+// manifest the server would refuse.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vm v1.VirtualMachine
+		if err := v1.DecodeYAML(b, &vm); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if errs, _ := v1.ValidateVirtualMachine(&vm); len(errs) > 0 {
+			t.Errorf("%s: %v", f, errs.ToAggregate())
+		}
+	}
 }

@@ -104,6 +104,13 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 // addAgent starts an in-process node agent with the sim runtime.
 func (cl *cluster) addAgent(name string, cpu, mem string, labels map[string]string) {
 	cl.t.Helper()
+	cl.addAgentVia(name, cpu, mem, labels, cl.c)
+}
+
+// addAgentVia starts an in-process node agent that reaches the API through
+// the client c (a test may route it through a proxy it can cut).
+func (cl *cluster) addAgentVia(name string, cpu, mem string, labels map[string]string, c *client.Client) {
+	cl.t.Helper()
 	j, err := sim.OpenJournal(cl.journal)
 	if err != nil {
 		cl.t.Fatal(err)
@@ -113,8 +120,8 @@ func (cl *cluster) addAgent(name string, cpu, mem string, labels map[string]stri
 		cl.t.Fatal(err)
 	}
 	capacity := v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse(mem)}
-	rec := record.New(cl.c, "vigil-agent", name, cl.log)
-	a, err := agent.New(agent.Config{Client: cl.c, Node: name, Driver: d, Capacity: capacity, Labels: labels, Recorder: rec, Log: cl.log.With("node", name)})
+	rec := record.New(c, "vigil-agent", name, cl.log)
+	a, err := agent.New(agent.Config{Client: c, Node: name, Driver: d, Capacity: capacity, Labels: labels, Recorder: rec, Log: cl.log.With("node", name)})
 	if err != nil {
 		cl.t.Fatal(err)
 	}
@@ -183,7 +190,10 @@ func (cl *cluster) checkNoOverlap() {
 }
 
 // vigil runs the CLI in-process against the cluster and returns its output.
-func (cl *cluster) vigil(args ...string) (string, error) {
+func (cl *cluster) vigil(args ...string) (string, error) { return cl.vigilIn("", args...) }
+
+// vigilIn runs the CLI with stdin as its standard input.
+func (cl *cluster) vigilIn(stdin string, args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	env := func(k string) string {
 		if k == "VIGIL_SERVER" {
@@ -191,7 +201,7 @@ func (cl *cluster) vigil(args ...string) (string, error) {
 		}
 		return ""
 	}
-	code := cli.Main(args, cli.Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut, Getenv: env}, "e2e")
+	code := cli.Main(args, cli.Streams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut, Getenv: env}, "e2e")
 	if code != 0 {
 		return out.String(), fmt.Errorf("vigil %s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(errOut.String()))
 	}

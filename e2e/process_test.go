@@ -11,16 +11,27 @@ import (
 	v1 "github.com/vigil-vm/vigil/api/v1"
 )
 
-// startAgentProcess runs `vigil agent` as a separate process.
+// startAgentProcess runs `vigil agent` with the sim runtime as a separate
+// process.
 func (cl *cluster) startAgentProcess(name string) *exec.Cmd {
+	cl.t.Helper()
+	return cl.startAgentProcessWith(name, "--runtime", "sim", "--sim-journal", cl.journal,
+		"--capacity-cpu", "8", "--capacity-memory", "16Gi")
+}
+
+// agentStateDir is the state directory of the agent process of a node.
+func (cl *cluster) agentStateDir(name string) string { return filepath.Join(cl.dir, "agents", name) }
+
+// startAgentProcessWith runs `vigil agent` as a separate process, with the
+// runtime flags given.
+func (cl *cluster) startAgentProcessWith(name string, runtimeArgs ...string) *exec.Cmd {
 	cl.t.Helper()
 	logf, err := os.OpenFile(filepath.Join(cl.dir, "agent-"+name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	cmd := exec.Command(vigilBin, "agent", "--server", cl.url(), "--node", name, "--runtime", "sim",
-		"--state-dir", filepath.Join(cl.dir, "agents", name), "--sim-journal", cl.journal,
-		"--capacity-cpu", "8", "--capacity-memory", "16Gi", "--log-level", "debug")
+	args := append([]string{"agent", "--server", cl.url(), "--node", name, "--state-dir", cl.agentStateDir(name), "--log-level", "debug"}, runtimeArgs...)
+	cmd := exec.Command(vigilBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

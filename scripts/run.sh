@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # make run: build vigil, start a server (embedded etcd, controllers and a
-# local node agent) in the background, apply the example VMs, and print how
-# to look at them. Everything lives under $VIGIL_RUN_DIR (default
+# local node agent with the qemu runtime) in the background, apply the
+# example VMs, which boot the test guest, and print how to look at them.
+# `make run` has installed QEMU and built the guest first. Everything lives under $VIGIL_RUN_DIR (default
 # ./.vigil-run); a second `make run` restarts the server on the same data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_dir=${VIGIL_RUN_DIR:-$PWD/.vigil-run}
 listen=${VIGIL_LISTEN:-127.0.0.1:7070}
-runtime=${VIGIL_RUNTIME:-sim}
+runtime=${VIGIL_RUNTIME:-qemu}
 server_url="http://$listen"
 mkdir -p "$run_dir"
 
@@ -39,8 +40,15 @@ curl -fsS "$server_url/readyz" >/dev/null || { echo "vigil server did not become
 
 export VIGIL_SERVER=$server_url
 bin/vigil apply -f examples/
-sleep 2
+vmi_url=$server_url/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstances/vm-always
+echo "Waiting for vm-always to run"
+for _ in $(seq 120); do
+	curl -fsS "$vmi_url" 2>/dev/null | grep -q '"phase":"Running"' && break
+	sleep 0.5
+done
 bin/vigil get vms
+bin/vigil get vmis -o wide
+http_port=$(curl -fsS "$vmi_url" 2>/dev/null | sed -n 's/.*"guestPort":80,[^}]*"hostPort":\([0-9]*\).*/\1/p')
 
 cat <<MSG
 
@@ -50,7 +58,10 @@ Vigil is running (pid $(cat "$run_dir/server.pid"), log $run_dir/server.log).
   bin/vigil get vms -w               # watch the VMs' statuses
   bin/vigil get vmis -o wide         # their instances and nodes
   bin/vigil describe vm vm-always    # state, conditions and events
+  bin/vigil console vm-always        # its serial console (^] to leave); try: poweroff
+  bin/vigil console --log vm-always  # what it printed while booting
+  curl http://127.0.0.1:${http_port:-PORT}/   # its web server, port 80 forwarded (status.portForwards)
   bin/vigil start vm-manual          # try the lifecycle verbs
   bin/vigil stop vm-always
-  kill \$(cat $run_dir/server.pid)    # stop the server; the next `make run` resumes the same VMs
+  kill \$(cat $run_dir/server.pid)    # stop the server; the next make run resumes the same VMs
 MSG

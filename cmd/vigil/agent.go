@@ -19,7 +19,9 @@ import (
 	"github.com/vigil-vm/vigil/internal/agent"
 	"github.com/vigil-vm/vigil/internal/cli"
 	"github.com/vigil-vm/vigil/internal/driver"
+	"github.com/vigil-vm/vigil/internal/driver/qemu"
 	"github.com/vigil-vm/vigil/internal/driver/sim"
+	"github.com/vigil-vm/vigil/internal/guestimage"
 )
 
 // agentOptions are the flags of `vigil agent`, shared with the agent that
@@ -29,10 +31,14 @@ type agentOptions struct {
 	runtime            string
 	stateDir           string
 	simJournal         string
+	imageDir           string
+	accel              string
 	capacityCPU        string
 	capacityMemory     string
 	labels             []string
 	leaseRenewInterval time.Duration
+	fenceAfter         time.Duration
+	consoleListen      string
 }
 
 func (o *agentOptions) addFlags(cmd *cobra.Command, prefix string) {
@@ -41,10 +47,14 @@ func (o *agentOptions) addFlags(cmd *cobra.Command, prefix string) {
 	f.StringVar(&o.node, "node", host, "the name of this node")
 	f.StringVar(&o.runtime, "runtime", "sim", "the VM runtime: sim (simulated guests) or qemu (real guests)")
 	f.StringVar(&o.simJournal, "sim-journal", "", "append every simulated guest start and stop to this file")
+	f.StringVar(&o.imageDir, "image-dir", "", "qemu runtime: the directory containerDisk and kernelBoot images are found in (default /var/lib/vigil/images, or, if that does not exist, ~/.cache/vigil/images with the test guest from make guest-image as vigil-guest)")
+	f.StringVar(&o.accel, "accel", "auto", "qemu runtime: auto (KVM if it really works, else TCG), kvm or tcg")
 	f.StringVar(&o.capacityCPU, prefix+"capacity-cpu", "", "CPUs the node offers (default: the host's)")
 	f.StringVar(&o.capacityMemory, prefix+"capacity-memory", "", "memory the node offers, e.g. 64Gi (default: the host's)")
 	f.StringSliceVar(&o.labels, prefix+"node-labels", nil, "extra node labels, key=value")
 	f.DurationVar(&o.leaseRenewInterval, "lease-renew-interval", time.Second, "how often the node lease is renewed")
+	f.StringVar(&o.consoleListen, prefix+"console-listen", "127.0.0.1:0", "HOST:PORT of the agent's console endpoint, which the API server proxies to (port 0: any free port; a remote agent needs an address the server can reach)")
+	f.DurationVar(&o.fenceAfter, "fence-after", 4*time.Second, "kill every guest when the node lease has not been renewed for this long (self-fencing)")
 }
 
 // builtAgent is an agent with its event recorder; run both with run.
@@ -67,12 +77,15 @@ func (b *builtAgent) run(ctx context.Context) error {
 }
 
 // build makes the agent, its driver and its recorder.
-func (o *agentOptions) build(c *client.Client, log *slog.Logger) (*builtAgent, error) {
+func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Logger) (*builtAgent, error) {
 	if o.node == "" {
 		return nil, fmt.Errorf("--node is required")
 	}
 	if o.leaseRenewInterval <= 0 {
 		return nil, fmt.Errorf("--lease-renew-interval must be positive")
+	}
+	if o.fenceAfter < 2*o.leaseRenewInterval {
+		return nil, fmt.Errorf("--fence-after (%s) must be at least twice --lease-renew-interval (%s), or one slow renewal would fence the node", o.fenceAfter, o.leaseRenewInterval)
 	}
 	capacity := agent.HostCapacity()
 	if o.capacityCPU != "" {
@@ -116,15 +129,23 @@ func (o *agentOptions) build(c *client.Client, log *slog.Logger) (*builtAgent, e
 		}
 		drv = d
 	case "qemu":
-		return nil, fmt.Errorf("--runtime qemu is not available yet: use --runtime sim")
+		images := o.imageDir
+		if images == "" {
+			images = defaultImageDir()
+		}
+		d, err := qemu.New(ctx, qemu.Config{StateDir: filepath.Join(o.stateDir, "qemu"), ImageDir: images, Accel: o.accel, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		drv = d
 	default:
 		return nil, fmt.Errorf("--runtime %q: use sim or qemu", o.runtime)
 	}
 	rec := record.New(c, "vigil-agent", o.node, log)
 	a, err := agent.New(agent.Config{
 		Client: c, Node: o.node, Driver: drv, Capacity: capacity, Labels: labels,
-		LeaseRenewInterval: o.leaseRenewInterval, Version: version, Recorder: rec, Log: log,
-		Address: outboundIP(),
+		LeaseRenewInterval: o.leaseRenewInterval, FenceAfter: o.fenceAfter, Version: version, Recorder: rec, Log: log,
+		Address: outboundIP(), ConsoleListen: o.consoleListen,
 	})
 	if err != nil {
 		cleanup()
@@ -181,7 +202,7 @@ func newAgentCmd(f *cli.Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := o.build(c, log)
+			a, err := o.build(cmd.Context(), c, log)
 			if err != nil {
 				return err
 			}
@@ -195,4 +216,22 @@ func newAgentCmd(f *cli.Factory) *cobra.Command {
 	cmd.Flags().StringVar(&o.stateDir, "state-dir", "", "directory for the agent's and the runtime's state")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// defaultImageDir is /var/lib/vigil/images, or, when that does not exist
+// and make guest-image has built the test guest, an image directory next
+// to it that holds the test guest as "vigil-guest".
+func defaultImageDir() string {
+	const system = "/var/lib/vigil/images"
+	if _, err := os.Stat(system); err == nil {
+		return system
+	}
+	dir := filepath.Join(filepath.Dir(guestimage.CacheDir()), "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return system
+	}
+	if _, err := guestimage.ImageDir(dir); err != nil {
+		return system
+	}
+	return dir
 }

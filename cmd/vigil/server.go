@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-vm/vigil/client"
 	"github.com/vigil-vm/vigil/internal/cli"
+	"github.com/vigil-vm/vigil/internal/controller/nodehealth"
 	"github.com/vigil-vm/vigil/internal/controlplane"
 	"github.com/vigil-vm/vigil/internal/leader"
 	"github.com/vigil-vm/vigil/internal/server"
@@ -30,7 +31,15 @@ type serverOptions struct {
 	noAgent                               bool
 	agent                                 agentOptions
 	crashLoopBaseDelay, crashLoopMaxDelay time.Duration
+	nodeLostAfter                         time.Duration
+	fenceCommand                          string
 }
+
+// fenceMargin is the least by which --node-lost-after must exceed
+// --fence-after: it covers clock-rate drift between the agent and the
+// controller and the time a self-fencing agent needs to kill its guests
+// (docs/ha.md).
+const fenceMargin = 2 * time.Second
 
 func newServerCmd(_ *cli.Factory) *cobra.Command {
 	o := &serverOptions{}
@@ -70,6 +79,8 @@ process unless --no-agent is given.`,
 	f.BoolVar(&o.noAgent, "no-agent", false, "do not run a node agent in this process")
 	f.DurationVar(&o.crashLoopBaseDelay, "crashloop-base-delay", 10*time.Second, "the crash-loop backoff's first delay")
 	f.DurationVar(&o.crashLoopMaxDelay, "crashloop-max-delay", 300*time.Second, "the crash-loop backoff's longest delay")
+	f.DurationVar(&o.nodeLostAfter, "node-lost-after", nodehealth.DefaultNodeLostAfter, "how long a node may go without renewing its lease before it is declared lost and its VMs recovered elsewhere (at least --fence-after + 2s)")
+	f.StringVar(&o.fenceCommand, "fence-command", "", "command (split on spaces, no shell) that fences a lost node before its VMs are recovered, e.g. an IPMI or Redfish fence agent; it gets $VIGIL_NODE and $VIGIL_NODE_ADDRESS")
 	o.agent.addFlags(cmd, "agent-")
 	return cmd
 }
@@ -103,6 +114,10 @@ func (o *serverOptions) complete() error {
 	if o.crashLoopBaseDelay <= 0 || o.crashLoopMaxDelay < o.crashLoopBaseDelay {
 		return fmt.Errorf("--crashloop-base-delay (%s) must be positive and at most --crashloop-max-delay (%s)", o.crashLoopBaseDelay, o.crashLoopMaxDelay)
 	}
+	if o.nodeLostAfter < o.agent.fenceAfter+fenceMargin {
+		return fmt.Errorf("--node-lost-after (%s) must exceed --fence-after (%s) by at least %s, or a lost node's guests could still run when its VMs are started elsewhere",
+			o.nodeLostAfter, o.agent.fenceAfter, fenceMargin)
+	}
 	o.agent.stateDir = filepath.Join(o.cfg.DataDir, "agent")
 	o.cfg.Version = version
 	return nil
@@ -134,13 +149,14 @@ func (o *serverOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		_ = leader.Run(runCtx, leader.Config{Client: s.Etcd(), Identity: identity, Log: o.cfg.Log}, func(ctx context.Context) {
 			controlplane.Run(ctx, controlplane.Config{
 				Client: c, Host: host, CrashLoopBaseDelay: o.crashLoopBaseDelay, CrashLoopMaxDelay: o.crashLoopMaxDelay,
+				NodeLostAfter: o.nodeLostAfter, FenceCommand: strings.Fields(o.fenceCommand),
 				Log: o.cfg.Log.With("component", "controllers"),
 			})
 		})
 	}()
 	agentErr := make(chan error, 1)
 	if !o.noAgent {
-		a, err := o.agent.build(c, o.cfg.Log.With("component", "agent"))
+		a, err := o.agent.build(ctx, c, o.cfg.Log.With("component", "agent"))
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"runtime"
 	"sync"
 	"time"
@@ -35,10 +36,17 @@ type Config struct {
 	LeaseRenewInterval time.Duration
 	// LeaseDuration is recorded in the Lease (default 8s).
 	LeaseDuration time.Duration
+	// FenceAfter is how long the agent runs guests without a successful
+	// lease renewal before it kills them all (default 4s).
+	FenceAfter time.Duration
 	// Address and Port are where the agent serves consoles, published in
 	// the Node's status.
 	Address string
 	Port    int32
+	// ConsoleListen, when set, is the HOST:PORT the console endpoint
+	// listens on (port 0: any); Address and Port are then taken from it
+	// (Address only when HOST is not 0.0.0.0 or ::).
+	ConsoleListen string
 	// Version is the agent's version.
 	Version  string
 	Recorder *record.Recorder
@@ -62,6 +70,9 @@ type Agent struct {
 	// matched yet.
 	adopted map[string]driver.Guest
 	wg      sync.WaitGroup // runners
+
+	fenceMu sync.Mutex
+	fence   fence
 }
 
 // New builds an agent.
@@ -81,10 +92,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = 8 * time.Second
 	}
+	if cfg.FenceAfter <= 0 {
+		cfg.FenceAfter = 4 * time.Second
+	}
 	if cfg.Capacity == nil {
 		cfg.Capacity = HostCapacity()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.Node), runners: map[string]*runner{}, adopted: map[string]driver.Guest{}}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.Node), runners: map[string]*runner{}, adopted: map[string]driver.Guest{},
+		fence: fence{rearm: make(chan struct{}, 1)}}
 	a.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource,
 		client.ListOptions{FieldSelector: "status.nodeName=" + cfg.Node}, cfg.Log)
 	a.vmis.AddHandler(informer.Handler[*v1.VirtualMachineInstance]{
@@ -99,15 +114,34 @@ func New(cfg Config) (*Agent, error) {
 // after Run returns.
 func (a *Agent) Run(ctx context.Context) error {
 	a.ctx = ctx
+	a.fenceMu.Lock()
+	a.fence.lastRenew = a.cfg.Now() // the fence deadline counts from the start
+	a.fenceMu.Unlock()
+	var consoles net.Listener
+	if a.cfg.ConsoleListen != "" {
+		ln, addr, port, err := listenConsoles(a.cfg.ConsoleListen, a.cfg.Address)
+		if err != nil {
+			return err
+		}
+		consoles, a.cfg.Address, a.cfg.Port = ln, addr, port
+	}
 	if err := a.register(ctx); err != nil {
+		if consoles != nil {
+			consoles.Close()
+		}
 		return err
 	}
 	if err := a.adopt(ctx); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	if consoles != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.serveConsoles(ctx, consoles) }()
+	}
+	wg.Add(3)
 	go func() { defer wg.Done(); a.renewLease(ctx) }()
+	go func() { defer wg.Done(); a.watchFence(ctx) }()
 	go func() { defer wg.Done(); a.vmis.Run(ctx) }()
 	if err := a.vmis.WaitForSync(ctx); err == nil {
 		a.killUnclaimed(ctx)

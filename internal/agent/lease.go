@@ -27,6 +27,7 @@ func (a *Agent) renewLease(ctx context.Context) {
 			cur = nil // read it again next time
 		} else {
 			cur = next
+			a.renewed()
 		}
 		select {
 		case <-ctx.Done():

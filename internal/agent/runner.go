@@ -29,9 +29,12 @@ type runner struct {
 	id  string
 	log *slog.Logger
 
-	mu     sync.Mutex // guards latest and gone
+	mu     sync.Mutex // guards latest, gone and shown
 	latest *v1.VirtualMachineInstance
 	gone   bool
+	// shown is the guest as others (the console endpoint) may see it: a
+	// copy of guest, refreshed after every step.
+	shown driver.Guest
 	// notify wakes run when latest changes; size 1, so updates coalesce and
 	// the informer never blocks on a busy runner.
 	notify chan struct{}
@@ -44,6 +47,7 @@ type runner struct {
 	stopped   bool            // a graceful stop has been started (ACPI sent at least once)
 	stopSince time.Time       // when this runner first saw the VMI being deleted
 	killed    bool            // this runner killed the guest
+	fenced    bool            // the guest was killed because the node fenced itself
 }
 
 func newRunner(a *Agent, id string, adopted driver.Guest) *runner {
@@ -82,7 +86,11 @@ func (r *runner) run(ctx context.Context) {
 		r.mu.Lock()
 		vmi, gone := r.latest, r.gone
 		r.mu.Unlock()
-		if r.step(ctx, vmi, gone) {
+		done := r.step(ctx, vmi, gone)
+		r.mu.Lock()
+		r.shown = r.guest
+		r.mu.Unlock()
+		if done {
 			return
 		}
 		var guestCh <-chan struct{}
@@ -142,6 +150,20 @@ func (r *runner) step(ctx context.Context, vmi *v1.VirtualMachineInstance, gone 
 			return false
 		}
 		return true
+	}
+	if r.a.fenced() {
+		// The node may be declared lost at any moment: no guest runs and
+		// none starts until the lease is renewed (fence.go).
+		if r.guest != nil && r.guest.State().Phase != driver.Exited {
+			r.log.Warn("the node is fenced: killing the guest")
+			r.fenced = true
+			if err := r.guest.Kill(ctx); err != nil {
+				r.log.Error("fencing: killing the guest failed", "err", err)
+			}
+		}
+		if r.guest == nil {
+			return false
+		}
 	}
 	now := r.a.cfg.Now()
 	deleting := vmi.DeletionTimestamp != nil
@@ -262,6 +284,13 @@ func (r *runner) stop(ctx context.Context, vmi *v1.VirtualMachineInstance, now t
 			r.a.cfg.Recorder.Eventf(vmi, v1.EventTypeNormal, "ShuttingDown", "asking the guest to power off (grace period %s)", grace)
 		}
 		r.stopped = true
+		if r.guest.State().Paused {
+			// A paused guest cannot see the power button: let it run so
+			// that it can power off within its grace period.
+			if err := r.guest.Resume(ctx); err != nil {
+				r.log.Warn("resuming the paused guest for its shutdown failed", "err", err)
+			}
+		}
 		if err := r.guest.Shutdown(ctx); err != nil {
 			r.log.Warn("the ACPI shutdown request failed", "err", err)
 		}
@@ -343,6 +372,9 @@ func (r *runner) outcome(vmi *v1.VirtualMachineInstance, exit *driver.Exit) (v1.
 			return v1.Succeeded, v1.ReasonStopped, "the guest was stopped at once (grace period 0)"
 		case deleting && (r.killed || !r.a.cfg.Now().Before(r.stopDeadline(vmi))):
 			return v1.Failed, v1.ReasonGracePeriodExpired, fmt.Sprintf("the guest did not power off within its grace period of %s and was killed", gracePeriod(vmi))
+		}
+		if r.fenced {
+			return v1.Failed, v1.ReasonNodeLost, fmt.Sprintf("the node agent could not renew its lease for %s and killed the guest (self-fencing)", r.a.cfg.FenceAfter)
 		}
 		return v1.Failed, v1.ReasonCrashed, "the guest's hypervisor was killed"
 	case driver.ExitPanicked:

@@ -261,11 +261,3 @@ func (s *Server) unpause(w http.ResponseWriter, req *http.Request) error {
 func (s *Server) softReboot(w http.ResponseWriter, req *http.Request) error {
 	return s.vmiAction(w, req, false, runstrategy.SoftReboot)
 }
-
-func (s *Server) console(w http.ResponseWriter, req *http.Request) error {
-	if s.cfg.Consoles == nil {
-		return badRequest("this server serves no consoles")
-	}
-	s.cfg.Consoles.ServeHTTP(w, req)
-	return nil
-}

@@ -73,6 +73,7 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT "+sub+"virtualmachineinstances/{name}/unpause", h(s.unpause))
 	m.HandleFunc("PUT "+sub+"virtualmachineinstances/{name}/softreboot", h(s.softReboot))
 	m.HandleFunc("GET "+sub+"virtualmachineinstances/{name}/console", h(s.console))
+	m.HandleFunc("GET "+sub+"virtualmachineinstances/{name}/consolelog", h(s.consoleLog))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, req *http.Request) error {
@@ -157,5 +158,6 @@ func (s *Server) discoverySubresources(w http.ResponseWriter, _ *http.Request) {
 		list.APIResources = append(list.APIResources, metav1.APIResource{Name: name, Namespaced: true, Verbs: metav1.Verbs{"update"}})
 	}
 	list.APIResources = append(list.APIResources, metav1.APIResource{Name: "virtualmachineinstances/console", Namespaced: true, Verbs: metav1.Verbs{"get"}})
+	list.APIResources = append(list.APIResources, metav1.APIResource{Name: "virtualmachineinstances/consolelog", Namespaced: true, Verbs: metav1.Verbs{"get"}})
 	writeJSON(w, http.StatusOK, list)
 }

@@ -38,8 +38,6 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock (default time.Now); tests may fix it.
 	Now func() time.Time
-	// Consoles, when set, serves the console subresource.
-	Consoles http.Handler
 	// WatchHistory is how many recent events per resource the watch cache
 	// keeps for watches that resume from a resourceVersion (default 10000);
 	// an older resourceVersion is answered with 410 Gone.

@@ -69,6 +69,7 @@ func TestDiscovery(t *testing.T) {
 			"virtualmachineinstances/unpause":    {"", true, []string{"update"}},
 			"virtualmachineinstances/softreboot": {"", true, []string{"update"}},
 			"virtualmachineinstances/console":    {"", true, []string{"get"}},
+			"virtualmachineinstances/consolelog": {"", true, []string{"get"}},
 		},
 	}
 	for path, resources := range want {

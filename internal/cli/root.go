@@ -40,6 +40,7 @@ func NewRoot(streams Streams, version string, daemons ...func(*Factory) *cobra.C
 		NewPauseCmd(f, streams, true),
 		NewPauseCmd(f, streams, false),
 		NewSoftRebootCmd(f, streams),
+		NewConsoleCmd(f, streams),
 	)
 	for _, d := range daemons {
 		root.AddCommand(d(f))

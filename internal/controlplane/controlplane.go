@@ -1,5 +1,5 @@
 // Package controlplane runs Vigil's controllers together against the API:
-// the VM controller and the scheduler, with one event recorder. The server
+// the VM controller, the scheduler and the node-health controller. The server
 // runs it only while it holds the controllers' leadership.
 package controlplane
 
@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigil-vm/vigil/client"
 	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/controller/nodehealth"
 	"github.com/vigil-vm/vigil/internal/controller/scheduler"
 	"github.com/vigil-vm/vigil/internal/controller/vm"
 )
@@ -23,6 +24,9 @@ type Config struct {
 	// CrashLoopBaseDelay and CrashLoopMaxDelay are the crash-loop backoff
 	// parameters (defaults 10s and 300s).
 	CrashLoopBaseDelay, CrashLoopMaxDelay time.Duration
+	// NodeLostAfter and FenceCommand configure the node-health controller.
+	NodeLostAfter time.Duration
+	FenceCommand  []string
 	// Workers per controller (default 4).
 	Workers int
 	Log     *slog.Logger
@@ -47,5 +51,10 @@ func Run(ctx context.Context, cfg Config) {
 		Workers: cfg.Workers, Log: cfg.Log,
 	}).Run)
 	start(scheduler.New(scheduler.Config{Client: cfg.Client, Recorder: schedRec, Workers: cfg.Workers, Log: cfg.Log}).Run)
+	healthRec := record.New(cfg.Client, "node-health", cfg.Host, cfg.Log)
+	start(healthRec.Run)
+	start(nodehealth.New(nodehealth.Config{
+		Client: cfg.Client, Recorder: healthRec, NodeLostAfter: cfg.NodeLostAfter, FenceCommand: cfg.FenceCommand, Log: cfg.Log,
+	}).Run)
 	wg.Wait()
 }

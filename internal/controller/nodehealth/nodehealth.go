@@ -1,0 +1,343 @@
+// Package nodehealth is the node-health controller: it watches every node's
+// Lease, measures the time since each renewal on its own monotonic clock,
+// and declares a node lost when its agent has not renewed for
+// NodeLostAfter. A lost node is marked Ready=Unknown, fenced by the
+// configured fence command (when there is one), and then its VMIs are
+// failed with reason NodeLost, so that the RunStrategies recover them
+// elsewhere.
+//
+// The guarantee that no VM runs twice rests on timing: an agent that cannot
+// renew kills its own guests after --fence-after, and NodeLostAfter exceeds
+// that by a safety margin, measured here from the last renewal this
+// controller saw, never from timestamps written by the node (docs/ha.md).
+// Nothing is declared lost before this controller has itself watched a
+// node for a full NodeLostAfter: a new leader starts counting afresh.
+package nodehealth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/vigil-vm/vigil/api/v1"
+	"github.com/vigil-vm/vigil/client"
+	"github.com/vigil-vm/vigil/client/informer"
+	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/controller"
+)
+
+// Defaults.
+const (
+	DefaultNodeLostAfter = 8 * time.Second
+	DefaultFenceTimeout  = 60 * time.Second
+)
+
+// Condition reasons and event reasons of this controller.
+const (
+	ReasonNodeStatusUnknown = "NodeStatusUnknown"
+	ReasonNodeReady         = "NodeReady"
+	ReasonFenceFailed       = "FenceFailed"
+	ReasonFenced            = "Fenced"
+)
+
+// Config configures the controller.
+type Config struct {
+	Client   *client.Client
+	Recorder *record.Recorder
+	// NodeLostAfter is how long a node may go without a lease renewal
+	// before it is declared lost.
+	NodeLostAfter time.Duration
+	// FenceCommand, when set, is run (argv, no shell) before a lost node's
+	// VMIs are failed; recovery waits until it succeeds. It gets the node
+	// in $VIGIL_NODE and its address in $VIGIL_NODE_ADDRESS.
+	FenceCommand []string
+	FenceTimeout time.Duration
+	Log          *slog.Logger
+	// Now is the controller's clock; it must be monotonic (time.Now is).
+	Now func() time.Time
+}
+
+// Controller is the node-health controller.
+type Controller struct {
+	cfg    Config
+	log    *slog.Logger
+	nodes  *informer.Informer[*v1.Node]
+	leases *informer.Informer[*v1.Lease]
+	vmis   *informer.Informer[*v1.VirtualMachineInstance]
+	ctrl   *controller.Controller
+
+	mu    sync.Mutex
+	nodeS map[string]*nodeState
+}
+
+// nodeState is what the controller has observed of one node.
+type nodeState struct {
+	// leaseRV is the Lease's resourceVersion at the last renewal seen, and
+	// renewedAt when this controller saw it (its own clock).
+	leaseRV   string
+	renewedAt time.Time
+	// renewals counts the renewals seen; lostAt is its value when the node
+	// was declared lost, so that a later renewal shows it came back.
+	renewals int
+	lost     bool
+	lostAt   int
+	fenced   bool
+}
+
+// New builds the controller and its informers.
+func New(cfg Config) *Controller {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NodeLostAfter <= 0 {
+		cfg.NodeLostAfter = DefaultNodeLostAfter
+	}
+	if cfg.FenceTimeout <= 0 {
+		cfg.FenceTimeout = DefaultFenceTimeout
+	}
+	c := &Controller{cfg: cfg, log: cfg.Log.With("controller", "node-health"), nodeS: map[string]*nodeState{}}
+	c.nodes = informer.New[*v1.Node](cfg.Client.Nodes(), client.ListOptions{}, cfg.Log)
+	c.leases = informer.New[*v1.Lease](cfg.Client.Leases(v1.NodeLeaseNamespace), client.ListOptions{}, cfg.Log)
+	c.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
+	c.vmis.AddIndex("node", func(vmi *v1.VirtualMachineInstance) []string {
+		if vmi.Status.NodeName == "" {
+			return nil
+		}
+		return []string{vmi.Status.NodeName}
+	})
+	c.ctrl = controller.New("node-health", c.reconcile, controller.Options{Workers: 2, Log: cfg.Log})
+	c.nodes.AddHandler(informer.Handler[*v1.Node]{
+		OnAdd:    func(n *v1.Node) { c.ctrl.Enqueue(n.Name) },
+		OnUpdate: func(_, n *v1.Node) { c.ctrl.Enqueue(n.Name) },
+		OnDelete: func(n *v1.Node) { c.forget(n.Name) },
+	})
+	c.leases.AddHandler(informer.Handler[*v1.Lease]{
+		OnAdd:    c.renewed,
+		OnUpdate: func(_, l *v1.Lease) { c.renewed(l) },
+	})
+	return c
+}
+
+// Run runs the informers and the workers until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context){c.nodes.Run, c.leases.Run, c.vmis.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(ctx) }()
+	}
+	if c.nodes.WaitForSync(ctx) == nil && c.leases.WaitForSync(ctx) == nil && c.vmis.WaitForSync(ctx) == nil {
+		c.ctrl.Run(ctx)
+	}
+	wg.Wait()
+}
+
+// state returns the node's state, starting its clock now if it is new.
+func (c *Controller) state(node string) *nodeState {
+	st, ok := c.nodeS[node]
+	if !ok {
+		st = &nodeState{renewedAt: c.cfg.Now()}
+		c.nodeS[node] = st
+	}
+	return st
+}
+
+// renewed notes a lease renewal, on this controller's clock.
+func (c *Controller) renewed(l *v1.Lease) {
+	c.mu.Lock()
+	st := c.state(l.Name)
+	if st.leaseRV != l.ResourceVersion {
+		first := st.leaseRV == ""
+		st.leaseRV = l.ResourceVersion
+		if !first {
+			// The first sight of a lease is not a renewal: it may be old.
+			st.renewedAt = c.cfg.Now()
+			st.renewals++
+		}
+	}
+	c.mu.Unlock()
+	c.ctrl.Enqueue(l.Name)
+}
+
+func (c *Controller) forget(node string) {
+	c.mu.Lock()
+	delete(c.nodeS, node)
+	c.mu.Unlock()
+}
+
+func (c *Controller) reconcile(ctx context.Context, name string) (controller.Result, error) {
+	node, ok := c.nodes.Get(name)
+	if !ok {
+		return controller.Result{}, nil
+	}
+	c.mu.Lock()
+	st := c.state(name)
+	silent := c.cfg.Now().Sub(st.renewedAt)
+	back := st.lost && st.renewals > st.lostAt
+	if back {
+		st.lost, st.fenced = false, false
+	}
+	lost, fenced, renewals := st.lost, st.fenced, st.renewals
+	c.mu.Unlock()
+
+	if silent < c.cfg.NodeLostAfter {
+		renewing := back || (renewals > 0 && readyReason(node) == ReasonNodeStatusUnknown)
+		if !lost && !isReady(node) && renewing {
+			// Renewals resumed after the node was lost: it may take
+			// VMIs again (its old ones were failed and replaced).
+			if err := c.setReady(ctx, node, metav1.ConditionTrue, ReasonNodeReady, "the node agent renews its lease again"); err != nil {
+				return controller.Result{}, err
+			}
+			c.cfg.Recorder.Eventf(node, v1.EventTypeNormal, ReasonNodeReady, "Node %s is Ready again: its agent renews its lease", name)
+		}
+		return controller.Result{RequeueAfter: c.cfg.NodeLostAfter - silent}, nil
+	}
+
+	// Lost: no renewal for NodeLostAfter, as this controller measured it.
+	if !lost {
+		c.log.Warn("node lost", "node", name, "silent", silent.Round(time.Millisecond))
+		c.mu.Lock()
+		st.lost, st.lostAt = true, st.renewals
+		c.mu.Unlock()
+	}
+	if readyReason(node) != ReasonNodeStatusUnknown {
+		msg := fmt.Sprintf("the node agent has not renewed its lease for %s", silent.Round(time.Second))
+		if err := c.setReady(ctx, node, metav1.ConditionUnknown, ReasonNodeStatusUnknown, msg); err != nil {
+			return controller.Result{}, err
+		}
+		c.cfg.Recorder.Eventf(node, v1.EventTypeWarning, "NodeNotReady", "Node %s is lost: %s", name, msg)
+	}
+	if !fenced {
+		if err := c.fence(ctx, node); err != nil {
+			c.cfg.Recorder.Eventf(node, v1.EventTypeWarning, ReasonFenceFailed, "Fencing node %s failed, its VMs wait: %v", name, err)
+			return controller.Result{}, err
+		}
+		c.mu.Lock()
+		if st.lost {
+			st.fenced = true
+		}
+		c.mu.Unlock()
+	}
+	return controller.Result{}, c.failVMIs(ctx, name, silent)
+}
+
+// fence runs the fence command for a node, if there is one.
+func (c *Controller) fence(ctx context.Context, node *v1.Node) error {
+	if len(c.cfg.FenceCommand) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.FenceTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.cfg.FenceCommand[0], c.cfg.FenceCommand[1:]...)
+	cmd.Env = append(os.Environ(), "VIGIL_NODE="+node.Name, "VIGIL_NODE_ADDRESS="+nodeAddress(node))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fence command %s: %w: %s", strings.Join(c.cfg.FenceCommand, " "), err, strings.TrimSpace(lastLine(string(out))))
+	}
+	c.cfg.Recorder.Eventf(node, v1.EventTypeNormal, ReasonFenced, "Node %s was fenced by %s", node.Name, c.cfg.FenceCommand[0])
+	return nil
+}
+
+// failVMIs ends every VMI still on a lost node: Failed with NodeLost, and
+// its agent finalizer removed, since that agent will never remove it.
+func (c *Controller) failVMIs(ctx context.Context, node string, silent time.Duration) error {
+	var errs []error
+	for _, vmi := range c.vmis.ByIndex("node", node) {
+		if err := c.failVMI(ctx, vmi, node, silent); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) failVMI(ctx context.Context, vmi *v1.VirtualMachineInstance, node string, silent time.Duration) error {
+	vmis := c.cfg.Client.VirtualMachineInstances(vmi.Namespace)
+	if !vmi.Status.Phase.IsFinal() {
+		next := vmi.DeepCopy()
+		now := metav1.NewTime(time.Now()).Rfc3339Copy()
+		next.Status.Phase = v1.Failed
+		next.Status.Reason = v1.ReasonNodeLost
+		next.Status.Message = fmt.Sprintf("node %s was lost (no lease renewal for %s) and fenced", node, silent.Round(time.Second))
+		next.Status.PhaseTransitionTimestamps = append(next.Status.PhaseTransitionTimestamps,
+			v1.VirtualMachineInstancePhaseTransitionTimestamp{Phase: v1.Failed, PhaseTransitionTimestamp: now})
+		for i := range next.Status.Conditions {
+			if next.Status.Conditions[i].Type == v1.VirtualMachineInstanceReady {
+				next.Status.Conditions[i].Status = metav1.ConditionFalse
+				next.Status.Conditions[i].Reason = v1.ReasonNodeLost
+				next.Status.Conditions[i].Message = next.Status.Message
+				next.Status.Conditions[i].LastTransitionTime = now
+			}
+		}
+		updated, err := vmis.UpdateStatus(ctx, next, client.WriteOptions{})
+		if err != nil {
+			return fmt.Errorf("failing VMI %s/%s of lost node %s: %w", vmi.Namespace, vmi.Name, node, err)
+		}
+		c.cfg.Recorder.Eventf(vmi, v1.EventTypeWarning, v1.ReasonNodeLost, "VirtualMachineInstance failed: %s", next.Status.Message)
+		vmi = updated
+	}
+	if !slices.Contains(vmi.Finalizers, v1.AgentFinalizer) {
+		return nil
+	}
+	i := slices.Index(vmi.Finalizers, v1.AgentFinalizer)
+	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/finalizers/%d","value":%q},{"op":"remove","path":"/metadata/finalizers/%d"}]`, i, v1.AgentFinalizer, i)
+	if _, err := vmis.Patch(ctx, vmi.Name, client.JSONPatch, []byte(patch), "", client.WriteOptions{}); err != nil {
+		return fmt.Errorf("releasing VMI %s/%s of lost node %s: %w", vmi.Namespace, vmi.Name, node, err)
+	}
+	return nil
+}
+
+func (c *Controller) setReady(ctx context.Context, node *v1.Node, status metav1.ConditionStatus, reason, msg string) error {
+	next := node.DeepCopy()
+	now := metav1.NewTime(time.Now()).Rfc3339Copy()
+	cond := v1.NodeCondition{Type: v1.NodeReady, Status: status, Reason: reason, Message: msg, LastTransitionTime: now, LastHeartbeatTime: now}
+	if c := next.Status.Condition(v1.NodeReady); c != nil {
+		*c = cond
+	} else {
+		next.Status.Conditions = append(next.Status.Conditions, cond)
+	}
+	if _, err := c.cfg.Client.Nodes().UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
+		return fmt.Errorf("setting node %s Ready=%s: %w", node.Name, status, err)
+	}
+	return nil
+}
+
+func isReady(n *v1.Node) bool {
+	c := n.Status.Condition(v1.NodeReady)
+	return c != nil && c.Status == metav1.ConditionTrue
+}
+
+func readyReason(n *v1.Node) string {
+	if c := n.Status.Condition(v1.NodeReady); c != nil {
+		return c.Reason
+	}
+	return ""
+}
+
+func nodeAddress(n *v1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == "InternalIP" {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
