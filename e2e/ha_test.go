@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,6 +104,10 @@ func TestNodeCrash(t *testing.T) {
 	cl.addAgent("node-2", "8", "16Gi", nil)
 	lostAt := cl.crashNode("node-1")
 	checkRecovered(t, cl, uids, lostAt)
+	// describe says why the VM moved.
+	if out := cl.mustVigil("describe", "vm", "always"); !strings.Contains(out, "NodeLost") || !strings.Contains(out, "node-1") {
+		t.Errorf("vigil describe vm always does not say the VM moved because node-1 was lost:\n%s", out)
+	}
 }
 
 // TestPartition: an agent cut off from the API server fences its own
@@ -148,7 +153,7 @@ func TestPartition(t *testing.T) {
 // drops every connection and leaves new ones hanging, as a lost network
 // does; heal lets traffic through again.
 type blackhole struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	target string
 	l      net.Listener
@@ -158,7 +163,7 @@ type blackhole struct {
 	conns map[net.Conn]struct{}
 }
 
-func newBlackhole(t *testing.T, serverURL string) *blackhole {
+func newBlackhole(t testing.TB, serverURL string) *blackhole {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -195,7 +195,13 @@ func (c *Controller) deleteVMI(ctx context.Context, key string, vm *v1.VirtualMa
 	switch {
 	case err == nil, apierrors.IsNotFound(err):
 		c.log.Debug("deleted VMI", "vm", key, "why", d.Why)
-		c.cfg.Recorder.Eventf(vm, v1.EventTypeNormal, "SuccessfulDelete", "Stopped the virtual machine by deleting the virtual machine instance %s: %s", vmi.Name, d.Why)
+		why := d.Why
+		if vmi.Status.Phase.IsFinal() && vmi.Status.Reason != "" {
+			// Say how the VMI ended, so that the VM's events tell why it
+			// was restarted or moved (e.g. NodeLost).
+			why += fmt.Sprintf("; it ended with %s: %s", vmi.Status.Reason, vmi.Status.Message)
+		}
+		c.cfg.Recorder.Eventf(vm, v1.EventTypeNormal, "SuccessfulDelete", "Stopped the virtual machine by deleting the virtual machine instance %s: %s", vmi.Name, why)
 		return nil
 	default:
 		c.exp.forget(key)
