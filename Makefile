@@ -6,7 +6,7 @@ PKGS      := ./...
 # The whole suite must stay well under 30 minutes on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test test-race vet fmt-check generate bench run qemu guest-image boot-smoke clean
+.PHONY: all build test test-race vet fmt-check generate bench run stop qemu guest-image boot-smoke clean
 
 all: build
 
@@ -40,6 +40,10 @@ bench:
 
 run: guest-image
 	scripts/run.sh
+
+# Stops what make run started.
+stop:
+	scripts/run.sh stop
 
 # QEMU and the tools the guest image needs, from Debian's archive.
 qemu:

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,7 +45,14 @@ func qemuCluster(t *testing.T) (*cluster, string, *exec.Cmd) {
 	cl := newCluster(t, clusterOptions{backoffBase: 200 * time.Millisecond, backoffMax: time.Second})
 	// No guest outlives its test: whatever QEMU still runs in the agent's
 	// state directory at the end is killed.
-	t.Cleanup(func() { killGuests(filepath.Join(cl.agentStateDir("qemu-1"), "qemu", "guests")) })
+	t.Cleanup(func() {
+		killGuests(filepath.Join(cl.agentStateDir("qemu-1"), "qemu", "guests"))
+		if b, err := os.ReadFile(filepath.Join(cl.agentStateDir("qemu-1"), "watchdog.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	agent := cl.startQEMUAgent(images)
 	cl.waitFor("node qemu-1 Ready", 60*time.Second, func() (bool, error) {
 		n, err := cl.c.Nodes().Get(context.Background(), "qemu-1")
@@ -342,4 +350,37 @@ func TestQEMUControl(t *testing.T) {
 	cl.mustVigil("stop", "deaf")
 	cl.waitEvent(deaf, v1.ReasonGracePeriodExpired)
 	cl.waitNoVMI("deaf", guestWait)
+}
+
+// TestQEMUHungAgent: an agent that hangs (SIGSTOP) cannot fence its
+// guests; the node's watchdog kills them before the control plane
+// recovers the VM, and after SIGCONT the agent does not resume them.
+func TestQEMUHungAgent(t *testing.T) {
+	cl, _, agent := qemuCluster(t)
+	t.Cleanup(func() { _ = agent.Process.Signal(syscall.SIGCONT) })
+	cl.create(guestVM("hung", v1.RunStrategyAlways, 5, "echo UP\n", ""))
+	first := cl.waitVMIPhase("hung", v1.Running, "", guestWait)
+	cl.waitConsole(first, "UP")
+	pid := cl.qemuPID(first)
+
+	if err := agent.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cl.waitFor("the watchdog to kill the guest", guestWait, func() (bool, error) { return !alive(pid), nil })
+	// The guest was dead before the control plane declared the node lost.
+	if vmi := cl.vmi("hung"); vmi.UID == first.UID && vmi.Status.Phase == v1.Failed {
+		t.Errorf("the VMI failed before the watchdog killed its guest")
+	}
+	cl.waitVMIEvent("hung", v1.ReasonNodeLost)
+
+	if err := agent.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	second := cl.waitVMIPhase("hung", v1.Running, string(first.UID), guestWait)
+	if p := cl.qemuPID(second); p == pid || !alive(p) {
+		t.Errorf("the new run's QEMU: pid %d (old %d) alive %v", p, pid, alive(p))
+	}
+	if alive(pid) {
+		t.Error("the fenced guest came back")
+	}
 }

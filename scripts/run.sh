@@ -2,8 +2,10 @@
 # make run: build vigil, start a server (embedded etcd, controllers and a
 # local node agent with the qemu runtime) in the background, apply the
 # example VMs, which boot the test guest, and print how to look at them.
-# `make run` has installed QEMU and built the guest first. Everything lives under $VIGIL_RUN_DIR (default
-# ./.vigil-run); a second `make run` restarts the server on the same data.
+# `make run` has installed QEMU and built the guest first. Everything lives
+# under $VIGIL_RUN_DIR (default ./.vigil-run); a second `make run` restarts
+# the server on the same data. `scripts/run.sh stop` (make stop) stops the
+# server, lets the node's watchdog fence the guests, and stops the watchdog.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,18 @@ listen=${VIGIL_LISTEN:-127.0.0.1:7070}
 runtime=${VIGIL_RUNTIME:-qemu}
 server_url="http://$listen"
 mkdir -p "$run_dir"
+
+if [ "${1:-}" = stop ]; then
+	if [ -f "$run_dir/server.pid" ] && kill "$(cat "$run_dir/server.pid")" 2>/dev/null; then
+		echo "Stopped vigil server (pid $(cat "$run_dir/server.pid")); the watchdog fences its guests in 4 s"
+		sleep 5
+	fi
+	wd=$run_dir/data/agent/watchdog.pid
+	if [ -f "$wd" ] && kill "$(cat "$wd")" 2>/dev/null; then
+		echo "Stopped the node's watchdog (pid $(cat "$wd"))"
+	fi
+	exit 0
+fi
 
 if [ -f "$run_dir/server.pid" ] && kill -0 "$(cat "$run_dir/server.pid")" 2>/dev/null; then
 	echo "Stopping the previous vigil server (pid $(cat "$run_dir/server.pid"))"
@@ -63,5 +77,5 @@ Vigil is running (pid $(cat "$run_dir/server.pid"), log $run_dir/server.log).
   curl http://127.0.0.1:${http_port:-PORT}/   # its web server, port 80 forwarded (status.portForwards)
   bin/vigil start vm-manual          # try the lifecycle verbs
   bin/vigil stop vm-always
-  kill \$(cat $run_dir/server.pid)    # stop the server; the next make run resumes the same VMs
+  make stop                          # stop the server (its watchdog then fences the guests)
 MSG

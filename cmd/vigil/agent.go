@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-vm/vigil/internal/driver/qemu"
 	"github.com/vigil-vm/vigil/internal/driver/sim"
 	"github.com/vigil-vm/vigil/internal/guestimage"
+	"github.com/vigil-vm/vigil/internal/watchdog"
 )
 
 // agentOptions are the flags of `vigil agent`, shared with the agent that
@@ -39,6 +40,7 @@ type agentOptions struct {
 	leaseRenewInterval time.Duration
 	fenceAfter         time.Duration
 	consoleListen      string
+	watchdogDevice     string
 }
 
 func (o *agentOptions) addFlags(cmd *cobra.Command, prefix string) {
@@ -54,6 +56,7 @@ func (o *agentOptions) addFlags(cmd *cobra.Command, prefix string) {
 	f.StringSliceVar(&o.labels, prefix+"node-labels", nil, "extra node labels, key=value")
 	f.DurationVar(&o.leaseRenewInterval, "lease-renew-interval", time.Second, "how often the node lease is renewed")
 	f.StringVar(&o.consoleListen, prefix+"console-listen", "127.0.0.1:0", "HOST:PORT of the agent's console endpoint, which the API server proxies to (port 0: any free port; a remote agent needs an address the server can reach)")
+	f.StringVar(&o.watchdogDevice, prefix+"watchdog-device", "", "qemu runtime: a hardware watchdog device (/dev/watchdog) the node's watchdog feeds while the agent renews the lease")
 	f.DurationVar(&o.fenceAfter, "fence-after", 4*time.Second, "kill every guest when the node lease has not been renewed for this long (self-fencing)")
 }
 
@@ -112,6 +115,7 @@ func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Lo
 	}
 	cleanup := func() {}
 	var drv driver.Driver
+	var onRenew func()
 	switch o.runtime {
 	case "sim":
 		var journal *sim.Journal
@@ -138,13 +142,27 @@ func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Lo
 			return nil, err
 		}
 		drv = d
+		// Real guests outlive the agent: a separate watchdog kills them
+		// if the agent dies or hangs and stops renewing the lease.
+		if err := ensureWatchdog(o.stateDir, o.fenceAfter, o.watchdogDevice, log); err != nil {
+			return nil, err
+		}
+		heartbeat := watchdog.HeartbeatPath(o.stateDir)
+		if err := watchdog.Beat(heartbeat); err != nil {
+			return nil, err
+		}
+		onRenew = func() {
+			if err := watchdog.Beat(heartbeat); err != nil {
+				log.Error("writing the watchdog heartbeat", "err", err)
+			}
+		}
 	default:
 		return nil, fmt.Errorf("--runtime %q: use sim or qemu", o.runtime)
 	}
 	rec := record.New(c, "vigil-agent", o.node, log)
 	a, err := agent.New(agent.Config{
 		Client: c, Node: o.node, Driver: drv, Capacity: capacity, Labels: labels,
-		LeaseRenewInterval: o.leaseRenewInterval, FenceAfter: o.fenceAfter, Version: version, Recorder: rec, Log: log,
+		LeaseRenewInterval: o.leaseRenewInterval, FenceAfter: o.fenceAfter, OnRenew: onRenew, Version: version, Recorder: rec, Log: log,
 		Address: outboundIP(), ConsoleListen: o.consoleListen,
 	})
 	if err != nil {

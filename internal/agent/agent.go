@@ -39,6 +39,9 @@ type Config struct {
 	// FenceAfter is how long the agent runs guests without a successful
 	// lease renewal before it kills them all (default 4s).
 	FenceAfter time.Duration
+	// OnRenew, when set, is called after every successful lease renewal
+	// (it feeds the node's watchdog).
+	OnRenew func()
 	// Address and Port are where the agent serves consoles, published in
 	// the Node's status.
 	Address string

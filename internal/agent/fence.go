@@ -23,6 +23,9 @@ type fence struct {
 
 // renewed records a successful lease renewal and lifts a fence.
 func (a *Agent) renewed() {
+	if a.cfg.OnRenew != nil {
+		a.cfg.OnRenew()
+	}
 	a.fenceMu.Lock()
 	a.fence.lastRenew = a.cfg.Now()
 	lifted := a.fence.fenced

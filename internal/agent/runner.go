@@ -379,6 +379,8 @@ func (r *runner) outcome(vmi *v1.VirtualMachineInstance, exit *driver.Exit) (v1.
 		return v1.Failed, v1.ReasonCrashed, "the guest's hypervisor was killed"
 	case driver.ExitPanicked:
 		return v1.Failed, v1.ReasonGuestPanicked, orDefault(exit.Message, "the guest kernel panicked")
+	case driver.ExitFenced:
+		return v1.Failed, v1.ReasonNodeLost, orDefault(exit.Message, "the node's watchdog killed the guest")
 	case driver.ExitStartFailed:
 		return v1.Failed, v1.ReasonStartFailed, orDefault(exit.Message, "the guest failed to start")
 	default:

@@ -107,6 +107,9 @@ const (
 	ExitPanicked ExitReason = "Panicked"
 	// ExitStartFailed: the guest never came up.
 	ExitStartFailed ExitReason = "StartFailed"
+	// ExitFenced: the node's watchdog killed the guest because the agent
+	// had stopped renewing the node's lease.
+	ExitFenced ExitReason = "Fenced"
 )
 
 // Exit is how and when a guest ended.

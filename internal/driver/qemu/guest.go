@@ -398,6 +398,12 @@ func (g *guest) finish() {
 	g.mu.Lock()
 	exit := g.pending
 	if exit == nil {
+		// The watchdog records its kill before it kills (FenceAll).
+		if e, err := readExit(g.dir); err == nil && e != nil {
+			exit = e
+		}
+	}
+	if exit == nil {
 		exit = &driver.Exit{Reason: driver.ExitCrashed, Message: "QEMU exited unexpectedly: " + logTail(g.dir)}
 	}
 	if exit.At.IsZero() {

@@ -28,9 +28,9 @@ type serialMux struct {
 	attached *consoleConn
 }
 
-// consoleBacklog is how many chunks of output an attached console may
-// fall behind by before it is detached.
-const consoleBacklog = 256
+// consoleBacklog is how much output an attached console may fall behind
+// by before it is detached.
+const consoleBacklog = 4 << 20
 
 func newSerialMux(conn net.Conn, logPath string) (*serialMux, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -51,13 +51,9 @@ func (s *serialMux) run(ctx context.Context) {
 			chunk := append([]byte(nil), buf[:n]...)
 			_, _ = s.log.Write(chunk)
 			s.mu.Lock()
-			if c := s.attached; c != nil {
-				select {
-				case c.out <- chunk:
-				default:
-					c.detach(errors.New("the console reader fell too far behind"))
-					s.attached = nil
-				}
+			if c := s.attached; c != nil && !c.push(chunk) {
+				c.detach(errors.New("the console reader fell too far behind"))
+				s.attached = nil
 			}
 			s.mu.Unlock()
 		}
@@ -84,7 +80,7 @@ func (s *serialMux) attach() (*consoleConn, error) {
 	if s.attached != nil {
 		return nil, errors.New("another console is attached to this guest")
 	}
-	c := &consoleConn{mux: s, out: make(chan []byte, consoleBacklog), done: make(chan struct{})}
+	c := &consoleConn{mux: s, ready: make(chan struct{}, 1), done: make(chan struct{})}
 	s.attached = c
 	return c, nil
 }
@@ -100,35 +96,59 @@ func (s *serialMux) detach(c *consoleConn) {
 
 // consoleConn is one attached console.
 type consoleConn struct {
-	mux  *serialMux
-	out  chan []byte
-	rest []byte
+	mux *serialMux
+
+	bmu     sync.Mutex
+	pending []byte        // output not read yet
+	ready   chan struct{} // size 1: pending grew
 
 	once sync.Once
 	done chan struct{}
 	err  error
 }
 
+// push queues output for the reader; false when the backlog is full.
+func (c *consoleConn) push(b []byte) bool {
+	c.bmu.Lock()
+	if len(c.pending)+len(b) > consoleBacklog {
+		c.bmu.Unlock()
+		return false
+	}
+	c.pending = append(c.pending, b...)
+	c.bmu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
 func (c *consoleConn) detach(err error) {
 	c.once.Do(func() { c.err = err; close(c.done) })
 }
 
-// Read returns the guest's output.
+// Read returns the guest's output; after a detach, what was queued first.
 func (c *consoleConn) Read(p []byte) (int, error) {
-	if len(c.rest) == 0 {
+	for {
+		c.bmu.Lock()
+		if len(c.pending) > 0 {
+			n := copy(p, c.pending)
+			c.pending = c.pending[n:]
+			c.bmu.Unlock()
+			return n, nil
+		}
+		c.bmu.Unlock()
 		select {
-		case c.rest = <-c.out:
+		case <-c.ready:
 		case <-c.done:
-			select {
-			case c.rest = <-c.out:
-			default:
+			c.bmu.Lock()
+			empty := len(c.pending) == 0
+			c.bmu.Unlock()
+			if empty {
 				return 0, c.err
 			}
 		}
 	}
-	n := copy(p, c.rest)
-	c.rest = c.rest[n:]
-	return n, nil
 }
 
 // Write types into the guest's console.
