@@ -30,7 +30,9 @@ type Object interface {
 
 // Config configures a Client.
 type Config struct {
-	// Server is the API server's URL, e.g. http://127.0.0.1:7443.
+	// Server is the API server's URL, e.g. http://127.0.0.1:7443, or
+	// several servers of one control plane separated by commas: the client
+	// talks to one at a time and moves to the next when it cannot reach it.
 	Server string
 	// Token is sent as a bearer token when set.
 	Token string
@@ -44,9 +46,10 @@ type Config struct {
 	Transport http.RoundTripper
 }
 
-// Client talks to one Vigil API server. It is safe for concurrent use.
+// Client talks to a Vigil API server. It is safe for concurrent use.
 type Client struct {
-	base    *url.URL
+	base    *url.URL // the first server: requests are built on it
+	servers *failover
 	cfg     Config
 	http    *http.Client // requests with a timeout
 	streams *http.Client // watches: no overall timeout
@@ -57,9 +60,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Server == "" {
 		return nil, errors.New("client: no server URL: set --server or VIGIL_SERVER")
 	}
-	u, err := url.Parse(cfg.Server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: server %q is not an http(s) URL", cfg.Server)
+	servers, err := parseServers(cfg.Server)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
@@ -74,16 +77,28 @@ func New(cfg Config) (*Client, error) {
 			IdleConnTimeout:     90 * time.Second,
 		}
 	}
-	return &Client{
-		base:    u,
+	if len(servers) > 1 {
+		tr = &failover{servers: servers, next: tr}
+	}
+	c := &Client{
+		base:    servers[0],
 		cfg:     cfg,
 		http:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		streams: &http.Client{Transport: tr},
-	}, nil
+	}
+	if f, ok := tr.(*failover); ok {
+		c.servers = f
+	}
+	return c, nil
 }
 
-// Server returns the server URL.
-func (c *Client) Server() string { return c.base.String() }
+// Server returns the URL of the server the client talks to now.
+func (c *Client) Server() string {
+	if c.servers != nil {
+		return c.servers.current().String()
+	}
+	return c.base.String()
+}
 
 // request is one API call.
 type request struct {

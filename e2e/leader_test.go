@@ -34,16 +34,23 @@ type serverProcess struct {
 	log string
 }
 
-func startServerProcess(t *testing.T, dir, name, etcdURL string, extra ...string) *serverProcess {
+// startServerProcess starts `vigil server` on the external etcd at
+// etcdURLs (comma-separated), on a free port.
+func startServerProcess(t *testing.T, dir, name, etcdURLs string, extra ...string) *serverProcess {
 	t.Helper()
-	addr := freePort(t)
+	return startServer(t, dir, name, freePort(t), append([]string{"--etcd-endpoints", etcdURLs}, extra...)...)
+}
+
+// startServer starts `vigil server` listening on addr with its data in
+// dir/name, and waits until it is ready. It is killed when the test ends.
+func startServer(t *testing.T, dir, name, addr string, extra ...string) *serverProcess {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"server", "--etcd-endpoints", etcdURL, "--listen", addr, "--data-dir", filepath.Join(dir, name),
-		"--log-level", "debug"}, extra...)
+	args := append([]string{"server", "--listen", addr, "--data-dir", filepath.Join(dir, name), "--log-level", "debug"}, extra...)
 	cmd := exec.Command(vigilBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -75,6 +82,48 @@ func startServerProcess(t *testing.T, dir, name, etcdURL string, extra ...string
 	return nil
 }
 
+// kill kills the server process at once, as a power loss would.
+func (p *serverProcess) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+// leads reports whether the server has become the controllers' leader.
+func (p *serverProcess) leads() bool {
+	b, _ := os.ReadFile(p.log)
+	return strings.Contains(string(b), "became the controllers' leader")
+}
+
+// whoLeads waits until exactly one of two servers leads the controllers
+// and returns the leader and the other.
+func whoLeads(t *testing.T, a, b *serverProcess) (leader, other *serverProcess) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !a.leads() && !b.leads() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if a.leads() == b.leads() {
+		t.Fatalf("want exactly one leader: a=%v b=%v", a.leads(), b.leads())
+	}
+	if b.leads() {
+		return b, a
+	}
+	return a, b
+}
+
+// processCluster is a cluster whose servers are processes at urls (one
+// URL, or several comma-separated); the test's client, CLI and agents use
+// them all.
+func processCluster(t *testing.T, dir, urls string) *cluster {
+	t.Helper()
+	cl := &cluster{t: t, dir: dir, journal: filepath.Join(dir, "journal"), log: testLogger(t), agents: map[string]*agentHandle{}, urlOverride: urls}
+	c, err := client.New(client.Config{Server: urls, UserAgent: "e2e"})
+	must(t, err)
+	cl.c = c
+	t.Cleanup(cl.checkNoOverlap)
+	return cl
+}
+
 // TestTwoServersOneLeader: two servers on one etcd run the controllers
 // once; when the leader dies the other takes over within seconds, and no
 // VMI is failed or restarted meanwhile.
@@ -83,27 +132,10 @@ func TestTwoServersOneLeader(t *testing.T) {
 	dir := t.TempDir()
 	a := startServerProcess(t, dir, "server-a", e.ClientURL, "--no-agent")
 	b := startServerProcess(t, dir, "server-b", e.ClientURL, "--no-agent")
-	leads := func(p *serverProcess) bool {
-		b, _ := os.ReadFile(p.log)
-		return strings.Contains(string(b), "became the controllers' leader")
-	}
-	deadline := time.Now().Add(wait)
-	for !leads(a) && !leads(b) && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if leads(a) == leads(b) {
-		t.Fatalf("want exactly one leader: a=%v b=%v", leads(a), leads(b))
-	}
-	leader, survivor := a, b
-	if leads(b) {
-		leader, survivor = b, a
-	}
+	leader, survivor := whoLeads(t, a, b)
 	// Clients and the agent talk to the server that will survive.
-	cl := &cluster{t: t, dir: dir, journal: filepath.Join(dir, "journal"), log: testLogger(t), agents: map[string]*agentHandle{}, urlOverride: survivor.url}
-	c, err := client.New(client.Config{Server: survivor.url})
-	must(t, err)
-	cl.c = c
-	t.Cleanup(cl.checkNoOverlap)
+	cl := processCluster(t, dir, survivor.url)
+	c := cl.c
 	cl.startAgentProcess("node-1")
 
 	cl.create(newVM("led", v1.RunStrategyAlways, nil))
@@ -118,8 +150,7 @@ func TestTwoServersOneLeader(t *testing.T) {
 	}
 
 	// Kill the leader; the survivor's controllers take over.
-	_ = leader.cmd.Process.Signal(syscall.SIGKILL)
-	_ = leader.cmd.Wait()
+	leader.kill()
 	killed := time.Now()
 	cl.create(newVM("after", v1.RunStrategyAlways, nil))
 	cl.waitStatus("after", v1.VirtualMachineStatusRunning, wait)

@@ -229,7 +229,7 @@ func newAgentCmd(f *cli.Factory) *cobra.Command {
 		},
 	}
 	o.addFlags(cmd, "")
-	cmd.Flags().StringVar(&server, "server", "", "the API server URL (default $VIGIL_SERVER)")
+	cmd.Flags().StringVar(&server, "server", "", "the API server URL, or the URLs of several servers of one control plane separated by commas (the agent moves to the next when one cannot be reached) (default $VIGIL_SERVER)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the API server's bearer token")
 	cmd.Flags().StringVar(&o.stateDir, "state-dir", "", "directory for the agent's and the runtime's state")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -42,7 +42,7 @@ type Factory struct {
 
 func (f *Factory) addFlags(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.Server, "server", "", "the API server URL (default $VIGIL_SERVER, else "+DefaultServer+")")
+	pf.StringVar(&f.Server, "server", "", "the API server URL, or several separated by commas (default $VIGIL_SERVER, else "+DefaultServer+")")
 	pf.StringVar(&f.Token, "token", "", "bearer token for the API server (default $VIGIL_TOKEN)")
 	pf.StringVarP(&f.Namespace, "namespace", "n", v1.DefaultNamespace, "the namespace of the objects")
 	pf.DurationVar(&f.Timeout, "request-timeout", 30*time.Second, "how long one API request may take")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -50,6 +51,8 @@ type Embedded struct {
 	ClientURL string
 	// PeerURL is where other members reach it.
 	PeerURL string
+
+	closeOnce sync.Once
 }
 
 // StartEmbedded starts an etcd member and waits until it serves.
@@ -141,10 +144,17 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 // Err reports a fatal error of the member after it started.
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
-// Close stops the member.
+// IsLeader reports whether this member is its cluster's Raft leader now.
+func (e *Embedded) IsLeader() bool {
+	return e.etcd.Server.Leader() == e.etcd.Server.MemberID()
+}
+
+// Close stops the member. Closing it again does nothing.
 func (e *Embedded) Close() {
-	e.Client.Close()
-	e.etcd.Close()
+	e.closeOnce.Do(func() {
+		e.Client.Close()
+		e.etcd.Close()
+	})
 }
 
 // Wait blocks until the member stops or ctx ends.
