@@ -104,10 +104,38 @@ func TestNodeCrash(t *testing.T) {
 	cl.addAgent("node-2", "8", "16Gi", nil)
 	lostAt := cl.crashNode("node-1")
 	checkRecovered(t, cl, uids, lostAt)
+	// get nodes shows the lost node's health and how long its lease has
+	// not been renewed; the live node renews every second.
+	out := cl.mustVigil("get", "nodes", "-o", "wide")
+	rows := map[string][]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		rows[f[0]] = f
+	}
+	if h := rows["NAME"]; strings.Join(h, " ") != "NAME STATUS LEASE AGE RUNTIME ACCELERATOR CPU MEMORY REASON" {
+		t.Errorf("vigil get nodes -o wide headers: %v", h)
+	}
+	if f := rows["node-1"]; len(f) != 9 || f[1] != "Unknown" || leaseAge(t, f[2]) < 8 || f[8] != "NodeStatusUnknown" {
+		t.Errorf("vigil get nodes shows the lost node as %v, want Unknown, lease at least 8s old, NodeStatusUnknown", f)
+	}
+	if f := rows["node-2"]; len(f) != 9 || f[1] != "Ready" || leaseAge(t, f[2]) > 5 {
+		t.Errorf("vigil get nodes shows the live node as %v, want Ready with a fresh lease", f)
+	}
 	// describe says why the VM moved.
 	if out := cl.mustVigil("describe", "vm", "always"); !strings.Contains(out, "NodeLost") || !strings.Contains(out, "node-1") {
 		t.Errorf("vigil describe vm always does not say the VM moved because node-1 was lost:\n%s", out)
 	}
+}
+
+// leaseAge parses the LEASE column ("3.4s") in seconds.
+func leaseAge(t *testing.T, s string) float64 {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Errorf("LEASE column %q is not a duration: %v", s, err)
+		return -1
+	}
+	return d.Seconds()
 }
 
 // TestPartition: an agent cut off from the API server fences its own

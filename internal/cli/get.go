@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	v1 "github.com/vigil-vm/vigil/api/v1"
 	"github.com/vigil-vm/vigil/client"
 )
 
@@ -98,6 +100,7 @@ func (o *GetOptions) Run(ctx context.Context) error {
 		return err
 	}
 	p := newPrinter(o.streams.Out, o.format, o.kind, o.f.now(), o.AllNamespaces)
+	nodeTable := o.kind.kindName == v1.KindNode && (o.format == outputTable || o.format == outputWide)
 	lo := client.ListOptions{LabelSelector: o.Selector, FieldSelector: o.FieldSelector}
 	if len(o.names) == 1 {
 		lo.FieldSelector = "metadata.name=" + o.names[0]
@@ -129,6 +132,13 @@ func (o *GetOptions) Run(ctx context.Context) error {
 			}
 			return nil
 		}
+		if nodeTable {
+			renewed, err := leaseRenewals(ctx, c)
+			if err != nil {
+				return err
+			}
+			p.leaseRenewed = func(node string) (time.Time, bool) { t, ok := renewed[node]; return t, ok }
+		}
 		if err := p.printList(objs); err != nil {
 			return err
 		}
@@ -143,7 +153,18 @@ func (o *GetOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	if nodeTable {
+		// A watched node's row shows its lease as it is when printed.
+		p.leaseRenewed = func(node string) (time.Time, bool) {
+			l, err := c.Leases(v1.NodeLeaseNamespace).Get(ctx, node)
+			if err != nil || l.Spec.RenewTime == nil {
+				return time.Time{}, false
+			}
+			return l.Spec.RenewTime.Time, true
+		}
+	}
 	for ev := range events {
+		p.now = o.f.now()
 		if err := p.printOne(ev.Object); err != nil {
 			return err
 		}
@@ -152,6 +173,21 @@ func (o *GetOptions) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// leaseRenewals reads when each node's agent last renewed its lease.
+func leaseRenewals(ctx context.Context, c *client.Client) (map[string]time.Time, error) {
+	leases, err := c.Leases(v1.NodeLeaseNamespace).List(ctx, client.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the node leases: %w", err)
+	}
+	out := make(map[string]time.Time, len(leases.Items))
+	for _, l := range leases.Items {
+		if l.Spec.RenewTime != nil {
+			out[l.Name] = l.Spec.RenewTime.Time
+		}
+	}
+	return out, nil
 }
 
 // notFoundMessage rewords a 404 like kubectl does.

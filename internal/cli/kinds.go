@@ -38,7 +38,7 @@ type kind struct {
 	patch  func(ctx context.Context, c *client.Client, ns, name string, patch []byte) (client.Object, error)
 
 	headers, wideHeaders []string
-	row                  func(obj client.Object, now time.Time, wide bool) []string
+	row                  func(obj client.Object, rc rowContext, wide bool) []string
 }
 
 // typed builds a kind's closures from a typed resource client.
@@ -121,7 +121,7 @@ func kinds() []*kind {
 		typed(&kind{
 			display: "node", kindName: v1.KindNode, namespaced: false,
 			aliases: []string{"node", "nodes", "no"},
-			headers: []string{"NAME", "STATUS", "AGE", "RUNTIME"}, wideHeaders: []string{"ACCELERATOR", "CPU", "MEMORY"},
+			headers: []string{"NAME", "STATUS", "LEASE", "AGE", "RUNTIME"}, wideHeaders: []string{"ACCELERATOR", "CPU", "MEMORY", "REASON"},
 			row: nodeRow,
 		}, func(c *client.Client, _ string) *client.Resource[*v1.Node] { return c.Nodes() }),
 		typed(&kind{
@@ -171,7 +171,8 @@ func age(t metav1.Time, now time.Time) string {
 	return duration.HumanDuration(now.Sub(t.Time))
 }
 
-func vmRow(o client.Object, now time.Time, wide bool) []string {
+func vmRow(o client.Object, rc rowContext, wide bool) []string {
+	now := rc.now
 	vm := o.(*v1.VirtualMachine)
 	status := string(vm.Status.PrintableStatus)
 	if status == "" {
@@ -193,7 +194,8 @@ func vmRow(o client.Object, now time.Time, wide bool) []string {
 	return row
 }
 
-func vmiRow(o client.Object, now time.Time, wide bool) []string {
+func vmiRow(o client.Object, rc rowContext, wide bool) []string {
+	now := rc.now
 	vmi := o.(*v1.VirtualMachineInstance)
 	ip := ""
 	if len(vmi.Status.Interfaces) > 0 {
@@ -214,8 +216,20 @@ func vmiRow(o client.Object, now time.Time, wide bool) []string {
 	return row
 }
 
-func nodeRow(o client.Object, now time.Time, wide bool) []string {
+// rowContext is what a table row may need beyond its object.
+type rowContext struct {
+	now time.Time
+	// leaseRenewed returns when a node's agent last renewed its lease, by
+	// the renewTime it wrote; nil when nodes are not being printed.
+	leaseRenewed func(node string) (time.Time, bool)
+}
+
+// nodeRow shows a node's health: STATUS is its Ready condition, LEASE the
+// time since its agent last renewed its lease (the agent renews every
+// second; the node is declared lost after --node-lost-after, 8 s).
+func nodeRow(o client.Object, rc rowContext, wide bool) []string {
 	n := o.(*v1.Node)
+	now := rc.now
 	status := "Unknown"
 	if c := n.Status.Condition(v1.NodeReady); c != nil {
 		switch c.Status {
@@ -228,15 +242,38 @@ func nodeRow(o client.Object, now time.Time, wide bool) []string {
 	if n.Spec.Unschedulable {
 		status += ",SchedulingDisabled"
 	}
-	row := []string{n.Name, status, age(n.CreationTimestamp, now), n.Status.NodeInfo.Runtime}
+	lease := "<none>"
+	if rc.leaseRenewed != nil {
+		if t, ok := rc.leaseRenewed(n.Name); ok {
+			lease = sinceRenewal(now.Sub(t))
+		}
+	}
+	row := []string{n.Name, status, lease, age(n.CreationTimestamp, now), n.Status.NodeInfo.Runtime}
 	if wide {
 		cpu, mem := n.Status.Capacity[v1.ResourceCPU], n.Status.Capacity[v1.ResourceMemory]
-		row = append(row, n.Status.NodeInfo.Accelerator, cpu.String(), mem.String())
+		reason := ""
+		if c := n.Status.Condition(v1.NodeReady); c != nil {
+			reason = c.Reason
+		}
+		row = append(row, n.Status.NodeInfo.Accelerator, cpu.String(), mem.String(), reason)
 	}
 	return row
 }
 
-func eventRow(o client.Object, now time.Time, wide bool) []string {
+// sinceRenewal formats the time since a lease renewal: to a tenth of a
+// second while it matters for failure detection, as an age after that.
+func sinceRenewal(d time.Duration) string {
+	if d < 0 {
+		d = 0 // the agent's clock is ahead of this one
+	}
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return duration.HumanDuration(d)
+}
+
+func eventRow(o client.Object, rc rowContext, wide bool) []string {
+	now := rc.now
 	e := o.(*v1.Event)
 	last := e.LastTimestamp
 	if last.IsZero() {
@@ -250,7 +287,8 @@ func eventRow(o client.Object, now time.Time, wide bool) []string {
 	return row
 }
 
-func leaseRow(o client.Object, now time.Time, _ bool) []string {
+func leaseRow(o client.Object, rc rowContext, _ bool) []string {
+	now := rc.now
 	l := o.(*v1.Lease)
 	holder := ""
 	if l.Spec.HolderIdentity != nil {

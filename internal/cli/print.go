@@ -41,6 +41,8 @@ type printer struct {
 	withNS  bool
 	tw      *tabwriter.Writer
 	started bool
+	// leaseRenewed, when set, tells node rows when each lease was renewed.
+	leaseRenewed func(node string) (time.Time, bool)
 }
 
 func newPrinter(out io.Writer, format outputFormat, k *kind, now time.Time, withNS bool) *printer {
@@ -92,7 +94,7 @@ func (p *printer) printOne(o client.Object) error {
 		fmt.Fprintln(p.tw, strings.Join(h, "\t"))
 		p.started = true
 	}
-	row := p.k.row(o, p.now, wide)
+	row := p.k.row(o, rowContext{now: p.now, leaseRenewed: p.leaseRenewed}, wide)
 	if p.withNS && p.k.namespaced {
 		row = append([]string{o.GetNamespace()}, row...)
 	}
