@@ -6,7 +6,7 @@ PKGS      := ./...
 # The whole suite must stay well under 30 minutes on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test test-race vet fmt-check generate bench run stop qemu guest-image boot-smoke clean
+.PHONY: all build test test-race vet fmt-check generate bench soak run stop qemu guest-image boot-smoke clean
 
 all: build
 
@@ -37,6 +37,15 @@ generate:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+# The HA soak at length: random schedules of node crashes, partitions,
+# network blips, agent and control-plane restarts (make test runs five,
+# from a fixed seed). SOAK_SCHEDULES sets how many; a failure prints the
+# seed that replays it (VIGIL_SOAK_SEED=N).
+SOAK_SCHEDULES ?= 50
+soak:
+	VIGIL_SOAK_SCHEDULES=$(SOAK_SCHEDULES) VIGIL_SOAK_SEED=$${VIGIL_SOAK_SEED:-random} \
+		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./e2e
 
 run: guest-image
 	scripts/run.sh

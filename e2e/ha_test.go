@@ -24,6 +24,13 @@ const haWait = 40 * time.Second
 func (cl *cluster) crashNode(name string) time.Time {
 	cl.t.Helper()
 	cl.stopAgent(name)
+	return cl.recordCrash(name)
+}
+
+// recordCrash records, in the sim journal, every guest of a node that has
+// just lost power as ended now.
+func (cl *cluster) recordCrash(name string) time.Time {
+	cl.t.Helper()
 	at := time.Now()
 	entries, err := sim.ReadJournal(cl.journal)
 	if err != nil {
@@ -257,4 +264,42 @@ func (p *blackhole) heal() {
 		c.Close() // the hung ones: their clients retry
 		delete(p.conns, c)
 	}
+}
+
+// TestAgentRestartsCutOff: an agent that dies and restarts while its node
+// is cut off cannot register, yet still fences the guests it finds, and in
+// time: its fence deadline counts from the last renewal of the process
+// before it, as the control plane's clock does, not from its own start.
+func TestAgentRestartsCutOff(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, "server", freePort(t), "--no-agent")
+	cl := processCluster(t, dir, s.url)
+	p := newBlackhole(t, s.url)
+	simArgs := []string{"--runtime", "sim", "--sim-journal", cl.journal, "--capacity-cpu", "8", "--capacity-memory", "16Gi"}
+	agent := cl.startAgentProcessVia("node-1", p.url, simArgs...)
+	cl.create(newVM("cut", v1.RunStrategyAlways, nil))
+	old := cl.waitVMIPhase("cut", v1.Running, "", wait)
+	cl.startAgentProcessVia("node-2", s.url, simArgs...)
+
+	p.cut()
+	_ = agent.Process.Kill()
+	_ = agent.Wait()
+	cl.startAgentProcessVia("node-1", p.url, simArgs...)
+	cl.waitFor("the restarted, cut-off agent to fence its guest", haWait, func() (bool, error) {
+		entries, err := sim.ReadJournal(cl.journal)
+		if err != nil {
+			return false, err
+		}
+		for _, iv := range sim.Intervals(entries) {
+			if iv.UID == string(old.UID) {
+				return !iv.Stop.IsZero(), nil
+			}
+		}
+		return false, nil
+	})
+	vmi := cl.waitVMIPhase("cut", v1.Running, string(old.UID), haWait)
+	if vmi.Status.NodeName != "node-2" {
+		t.Errorf("recovered on %s, want node-2", vmi.Status.NodeName)
+	}
+	// The journal check at the end shows the fence came before the new start.
 }

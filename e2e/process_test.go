@@ -26,11 +26,18 @@ func (cl *cluster) agentStateDir(name string) string { return filepath.Join(cl.d
 // runtime flags given.
 func (cl *cluster) startAgentProcessWith(name string, runtimeArgs ...string) *exec.Cmd {
 	cl.t.Helper()
+	return cl.startAgentProcessVia(name, cl.url(), runtimeArgs...)
+}
+
+// startAgentProcessVia runs `vigil agent` as a separate process that
+// reaches the API at server (a test may route it through a proxy).
+func (cl *cluster) startAgentProcessVia(name, server string, runtimeArgs ...string) *exec.Cmd {
+	cl.t.Helper()
 	logf, err := os.OpenFile(filepath.Join(cl.dir, "agent-"+name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	args := append([]string{"agent", "--server", cl.url(), "--node", name, "--state-dir", cl.agentStateDir(name), "--log-level", "debug"}, runtimeArgs...)
+	args := append([]string{"agent", "--server", server, "--node", name, "--state-dir", cl.agentStateDir(name), "--log-level", "debug"}, runtimeArgs...)
 	cmd := exec.Command(vigilBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -115,7 +115,6 @@ func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Lo
 	}
 	cleanup := func() {}
 	var drv driver.Driver
-	var onRenew func()
 	switch o.runtime {
 	case "sim":
 		var journal *sim.Journal
@@ -147,22 +146,32 @@ func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Lo
 		if err := ensureWatchdog(o.stateDir, o.fenceAfter, o.watchdogDevice, log); err != nil {
 			return nil, err
 		}
-		heartbeat := watchdog.HeartbeatPath(o.stateDir)
-		if err := watchdog.Beat(heartbeat); err != nil {
-			return nil, err
-		}
-		onRenew = func() {
-			if err := watchdog.Beat(heartbeat); err != nil {
-				log.Error("writing the watchdog heartbeat", "err", err)
-			}
-		}
 	default:
 		return nil, fmt.Errorf("--runtime %q: use sim or qemu", o.runtime)
+	}
+	// Every renewal is recorded in the heartbeat file (the watchdog reads
+	// it); a new agent process counts its fence deadline from the last one.
+	// Starting does not count as a renewal.
+	heartbeat := watchdog.HeartbeatPath(o.stateDir)
+	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("--state-dir: %w", err)
+	}
+	var lastRenewal time.Time
+	if age, ok, err := watchdog.LastBeatAge(heartbeat); err != nil {
+		log.Warn("reading the heartbeat of the last agent; the fence deadline counts from now", "err", err)
+	} else if ok {
+		lastRenewal = time.Now().Add(-age)
+	}
+	onRenew := func() {
+		if err := watchdog.Beat(heartbeat); err != nil {
+			log.Error("writing the heartbeat", "err", err)
+		}
 	}
 	rec := record.New(c, "vigil-agent", o.node, log)
 	a, err := agent.New(agent.Config{
 		Client: c, Node: o.node, Driver: drv, Capacity: capacity, Labels: labels,
-		LeaseRenewInterval: o.leaseRenewInterval, FenceAfter: o.fenceAfter, OnRenew: onRenew, Version: version, Recorder: rec, Log: log,
+		LeaseRenewInterval: o.leaseRenewInterval, FenceAfter: o.fenceAfter, OnRenew: onRenew, LastRenewal: lastRenewal, Version: version, Recorder: rec, Log: log,
 		Address: outboundIP(), ConsoleListen: o.consoleListen,
 	})
 	if err != nil {

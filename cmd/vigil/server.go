@@ -142,11 +142,13 @@ func (o *serverOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	defer wg.Wait()
 	defer cancel()
 	host, _ := os.Hostname()
-	identity := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), s.URL)
+	dataDir, _ := filepath.Abs(o.cfg.DataDir)
+	instance := fmt.Sprintf("%s %s %s", host, s.URL, dataDir)
+	identity := fmt.Sprintf("%s/%d", instance, os.Getpid())
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = leader.Run(runCtx, leader.Config{Client: s.Etcd(), Identity: identity, Log: o.cfg.Log}, func(ctx context.Context) {
+		_ = leader.Run(runCtx, leader.Config{Client: s.Etcd(), Identity: identity, Instance: instance, Log: o.cfg.Log}, func(ctx context.Context) {
 			controlplane.Run(ctx, controlplane.Config{
 				Client: c, Host: host, CrashLoopBaseDelay: o.crashLoopBaseDelay, CrashLoopMaxDelay: o.crashLoopMaxDelay,
 				NodeLostAfter: o.nodeLostAfter, FenceCommand: strings.Fields(o.fenceCommand),

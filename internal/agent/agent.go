@@ -42,6 +42,12 @@ type Config struct {
 	// OnRenew, when set, is called after every successful lease renewal
 	// (it feeds the node's watchdog).
 	OnRenew func()
+	// LastRenewal, when known, is when an earlier agent process on this
+	// node last renewed the lease. The fence deadline counts from it, not
+	// from this start: the control plane's clock runs from that renewal
+	// too, so an agent that restarts (even again and again) without
+	// reaching the control plane still fences in time.
+	LastRenewal time.Time
 	// Address and Port are where the agent serves consoles, published in
 	// the Node's status.
 	Address string
@@ -118,7 +124,12 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	a.ctx = ctx
 	a.fenceMu.Lock()
-	a.fence.lastRenew = a.cfg.Now() // the fence deadline counts from the start
+	// The fence deadline counts from the last renewal known, by an earlier
+	// process if it left one, else from this start.
+	a.fence.lastRenew = a.cfg.Now()
+	if last := a.cfg.LastRenewal; !last.IsZero() && last.Before(a.fence.lastRenew) {
+		a.fence.lastRenew = last
+	}
 	a.fenceMu.Unlock()
 	var consoles net.Listener
 	if a.cfg.ConsoleListen != "" {
@@ -128,23 +139,34 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		consoles, a.cfg.Address, a.cfg.Port = ln, addr, port
 	}
-	if err := a.register(ctx); err != nil {
+	// Guests left by an earlier process are adopted, and the fence watched,
+	// before the control plane is reached: an agent that cannot register
+	// must still fence them in time.
+	if err := a.adopt(ctx); err != nil {
 		if consoles != nil {
 			consoles.Close()
 		}
 		return err
 	}
-	if err := a.adopt(ctx); err != nil {
+	// The lease is renewed from the start too, registered or not: it is
+	// what keeps the node's guests alive, here and in the control plane.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.watchFence(ctx) }()
+	go func() { defer wg.Done(); a.renewLease(ctx) }()
+	if err := a.register(ctx); err != nil {
+		if consoles != nil {
+			consoles.Close()
+		}
+		wg.Wait()
+		a.releaseAdopted()
 		return err
 	}
-	var wg sync.WaitGroup
 	if consoles != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.serveConsoles(ctx, consoles) }()
 	}
-	wg.Add(3)
-	go func() { defer wg.Done(); a.renewLease(ctx) }()
-	go func() { defer wg.Done(); a.watchFence(ctx) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); a.vmis.Run(ctx) }()
 	if err := a.vmis.WaitForSync(ctx); err == nil {
 		a.killUnclaimed(ctx)
@@ -152,15 +174,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 	a.wg.Wait()
-	// Guests re-adopted but never claimed (the agent stopped before its first
-	// sync) are released, not stopped: the next agent decides about them.
+	a.releaseAdopted()
+	return nil
+}
+
+// releaseAdopted releases, without stopping them, the guests re-adopted but
+// never claimed (the agent stopped before its first sync): the next agent
+// decides about them.
+func (a *Agent) releaseAdopted() {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for id, g := range a.adopted {
 		_ = g.Close()
 		delete(a.adopted, id)
 	}
-	a.mu.Unlock()
-	return nil
 }
 
 // register creates or refreshes the Node object.
@@ -187,7 +214,11 @@ func (a *Agent) register(ctx context.Context) error {
 	nodes := a.cfg.Client.Nodes()
 	backoff := 200 * time.Millisecond
 	for {
-		err := a.registerOnce(ctx, nodes, labels, status)
+		// One attempt may hang on a lost network; the next gets a new
+		// connection, perhaps to another server.
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := a.registerOnce(actx, nodes, labels, status)
+		cancel()
 		if err == nil {
 			a.log.Info("node registered", "runtime", info.Name, "accelerator", info.Accelerator)
 			return nil
@@ -198,7 +229,9 @@ func (a *Agent) register(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		// Retried at least as often as the lease is renewed: a node that
+		// came back should be seen at once.
+		backoff = min(2*backoff, a.cfg.LeaseRenewInterval)
 	}
 }
 

@@ -7,10 +7,13 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -21,8 +24,16 @@ const Prefix = "/vigil/leader/controllers"
 // Config configures an election.
 type Config struct {
 	Client *clientv3.Client
-	// Identity names this candidate (host and PID, say).
+	// Identity names this candidate: Instance, a slash, and something
+	// unique to this process (its PID, say).
 	Identity string
+	// Instance, when set, names this server apart from its process: its
+	// host, listen address and data directory, which no two live servers
+	// share. A candidate that finds a campaign of its own instance by an
+	// earlier process revokes it at once instead of waiting out its TTL:
+	// that process is gone, since this one holds its listen address. So a
+	// server that crashed and restarted leads again at once.
+	Instance string
 	// TTL is the session lease: a dead leader is replaced within it (default 5s).
 	TTL time.Duration
 	Log *slog.Logger
@@ -39,6 +50,14 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) error 
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Instance != "" {
+		if !strings.HasPrefix(cfg.Identity, cfg.Instance+"/") {
+			return fmt.Errorf("leader election: identity %q does not start with instance %q and a slash", cfg.Identity, cfg.Instance)
+		}
+		if err := reclaim(ctx, cfg); err != nil {
+			cfg.Log.Warn("leader election: could not revoke the campaign of this server's earlier process; waiting for it to expire", "err", err)
+		}
+	}
 	for ctx.Err() == nil {
 		if err := campaign(ctx, cfg, lead); err != nil && ctx.Err() == nil {
 			cfg.Log.Warn("leader election: campaign failed; retrying", "err", err)
@@ -47,6 +66,26 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) error 
 			case <-time.After(time.Second):
 			}
 		}
+	}
+	return nil
+}
+
+// reclaim revokes the leases of campaigns by earlier processes of this
+// server instance.
+func reclaim(ctx context.Context, cfg Config) error {
+	resp, err := cfg.Client.Get(ctx, Prefix+"/", clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("listing the campaigns: %w", err)
+	}
+	for _, kv := range resp.Kvs {
+		id := string(kv.Value)
+		if id == cfg.Identity || !strings.HasPrefix(id, cfg.Instance+"/") {
+			continue
+		}
+		if _, err := cfg.Client.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return fmt.Errorf("revoking the campaign of %s: %w", id, err)
+		}
+		cfg.Log.Info("revoked the campaign of this server's earlier process", "identity", id)
 	}
 	return nil
 }

@@ -43,6 +43,16 @@ func Beat(path string) error {
 	return os.Rename(tmp, path)
 }
 
+// LastBeatAge says how long ago the heartbeat file at path was last
+// written, by the machine's monotonic clock; ok is false when there is none.
+func LastBeatAge(path string) (age time.Duration, ok bool, err error) {
+	last, ok, err := lastBeat(path)
+	if !ok || err != nil {
+		return 0, ok, err
+	}
+	return Now() - last, true, nil
+}
+
 // lastBeat reads the heartbeat file; ok is false when there is none.
 func lastBeat(path string) (time.Duration, bool, error) {
 	b, err := os.ReadFile(path)
