@@ -235,14 +235,24 @@ func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Resul
 	return controller.Result{}, nil
 }
 
-// pick chooses the least allocated node that fits, or says why none does.
+// pick chooses, among the cached nodes and under the current reservations,
+// the node for vmi (see choose).
 func (s *Scheduler) pick(vmi *v1.VirtualMachineInstance, req request) (string, string) {
 	nodes := s.nodes.List()
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	reasons := map[string]int{}
-	best, bestScore := "", 2.0
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return choose(nodes, s.used, vmi.Spec.NodeSelector, req)
+}
+
+// choose is the pure placement rule: among nodes (sorted by name), the Ready,
+// schedulable node whose labels match selector and whose free room
+// (allocatable minus used) fits req, the least allocated once req is placed;
+// ties go to the first. When none fits it returns "" and why, as the count
+// of nodes per reason.
+func choose(nodes []*v1.Node, used map[string]request, selector map[string]string, req request) (string, string) {
+	reasons := map[string]int{}
+	best, bestScore := "", 2.0
 	for _, n := range nodes {
 		switch {
 		case !ready(n):
@@ -251,24 +261,24 @@ func (s *Scheduler) pick(vmi *v1.VirtualMachineInstance, req request) (string, s
 		case n.Spec.Unschedulable:
 			reasons["node(s) were unschedulable"]++
 			continue
-		case !selects(vmi.Spec.NodeSelector, n.Labels):
+		case !selects(selector, n.Labels):
 			reasons["node(s) didn't match the VMI's node selector"]++
 			continue
 		}
-		alloc, used := allocatable(n), s.used[n.Name]
+		alloc, u := allocatable(n), used[n.Name]
 		fits := true
-		if used.cpu+req.cpu > alloc.cpu {
+		if u.cpu+req.cpu > alloc.cpu {
 			reasons["insufficient cpu"]++
 			fits = false
 		}
-		if used.mem+req.mem > alloc.mem {
+		if u.mem+req.mem > alloc.mem {
 			reasons["insufficient memory"]++
 			fits = false
 		}
 		if !fits {
 			continue
 		}
-		score := max(frac(used.cpu+req.cpu, alloc.cpu), frac(used.mem+req.mem, alloc.mem))
+		score := max(frac(u.cpu+req.cpu, alloc.cpu), frac(u.mem+req.mem, alloc.mem))
 		if score < bestScore {
 			best, bestScore = n.Name, score
 		}

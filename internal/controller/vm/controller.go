@@ -125,10 +125,15 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 		CreatePending: createPending, DeletePending: deletePending, Now: now, Backoff: c.backoff(),
 	}
 	d := runstrategy.Reconcile(pass)
+	// rv guards the status write: the cached VM's, or the one the finalizer
+	// patch below made (guarded by the cached one, so the status is the same).
+	rv := vm.ResourceVersion
 	if d.AddVMFinalizer {
-		if err := c.setVMFinalizer(ctx, vm, true); err != nil {
+		patched, err := c.setVMFinalizer(ctx, vm, true)
+		if err != nil {
 			return controller.Result{}, err
 		}
+		rv = patched.ResourceVersion
 	}
 	var out runstrategy.Outcome
 	switch d.Action {
@@ -137,10 +142,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	case runstrategy.DeleteInstance:
 		out.Err = c.deleteVMI(ctx, key, vm, vmi, d, now)
 	case runstrategy.RemoveVMFinalizer:
-		return controller.Result{}, c.setVMFinalizer(ctx, vm, false)
+		_, err := c.setVMFinalizer(ctx, vm, false)
+		return controller.Result{}, err
 	}
 	st := runstrategy.NextStatus(pass, d, out)
 	next := vm.DeepCopy()
+	next.ResourceVersion = rv
 	vmstate.ApplyStatus(next, st)
 	if !equality.Semantic.DeepEqual(next.Status, vm.Status) {
 		if _, err := c.cfg.Client.VirtualMachines(vm.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
@@ -228,23 +235,25 @@ func finalizerPatch(rv string, finalizers []string) []byte {
 	return b
 }
 
-func (c *Controller) setVMFinalizer(ctx context.Context, vm *v1.VirtualMachine, present bool) error {
+// setVMFinalizer puts the controller finalizer on vm or takes it off, and
+// returns the VM as stored after that (vm itself when nothing was written).
+func (c *Controller) setVMFinalizer(ctx context.Context, vm *v1.VirtualMachine, present bool) (*v1.VirtualMachine, error) {
 	has := slices.Contains(vm.Finalizers, v1.VirtualMachineControllerFinalizer)
 	if has == present {
-		return nil
+		return vm, nil
 	}
 	fins := slices.DeleteFunc(slices.Clone(vm.Finalizers), func(f string) bool { return f == v1.VirtualMachineControllerFinalizer })
 	if present {
 		fins = append(fins, v1.VirtualMachineControllerFinalizer)
 	}
-	_, err := c.cfg.Client.VirtualMachines(vm.Namespace).Patch(ctx, vm.Name, client.MergePatch, finalizerPatch(vm.ResourceVersion, fins), "", client.WriteOptions{})
+	out, err := c.cfg.Client.VirtualMachines(vm.Namespace).Patch(ctx, vm.Name, client.MergePatch, finalizerPatch(vm.ResourceVersion, fins), "", client.WriteOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil
+		return vm, nil
 	}
 	if err != nil {
-		return fmt.Errorf("updating the finalizers of VM %s/%s: %w", vm.Namespace, vm.Name, err)
+		return nil, fmt.Errorf("updating the finalizers of VM %s/%s: %w", vm.Namespace, vm.Name, err)
 	}
-	return nil
+	return out, nil
 }
 
 func (c *Controller) removeVMIFinalizer(ctx context.Context, vmi *v1.VirtualMachineInstance) error {

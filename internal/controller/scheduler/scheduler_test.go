@@ -1,0 +1,424 @@
+package scheduler_test
+
+// Tests of the scheduler against a real API server on an embedded etcd:
+// what it writes on the VMIs (binding, PodScheduled, phase), the events it
+// records, and that a VMI waiting for room is bound once room appears. The
+// placement rule itself is table-tested in choose_test.go.
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/vigil-vm/vigil/api/v1"
+	"github.com/vigil-vm/vigil/client"
+	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/apiserver/apiservertest"
+	"github.com/vigil-vm/vigil/internal/controller/scheduler"
+)
+
+var bg = context.Background()
+
+const ns = v1.DefaultNamespace
+
+type env struct {
+	t *testing.T
+	c *client.Client
+}
+
+func newEnv(t *testing.T) *env {
+	s := apiservertest.Start(t, apiservertest.Config{})
+	return &env{t: t, c: s.Client(t, client.Config{})}
+}
+
+// start runs a scheduler (with two workers) until the test ends. Nodes
+// created before start are in its cache before it places anything.
+func (e *env) start() {
+	ctx, cancel := context.WithCancel(bg)
+	rec := record.New(e.c, "scheduler", "test", nil)
+	s := scheduler.New(scheduler.Config{Client: e.c, Recorder: rec, Workers: 2})
+	done := make(chan struct{}, 2)
+	go func() { rec.Run(ctx); done <- struct{}{} }()
+	go func() { s.Run(ctx); done <- struct{}{} }()
+	e.t.Cleanup(func() { cancel(); <-done; <-done })
+}
+
+type nodeOpt func(*v1.Node)
+
+func notReady(n *v1.Node) { n.Status.Conditions[0].Status = metav1.ConditionFalse }
+func cordoned(n *v1.Node) { n.Spec.Unschedulable = true }
+func labelled(k, v string) nodeOpt {
+	return func(n *v1.Node) {
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[k] = v
+	}
+}
+
+// node creates a Ready, schedulable node offering cpu and mem.
+func (e *env) node(name, cpu, mem string, opts ...nodeOpt) {
+	e.t.Helper()
+	n := &v1.Node{
+		TypeMeta: v1.TypeMetaFor(v1.KindNode), ObjectMeta: metav1.ObjectMeta{Name: name},
+		Status: v1.NodeStatus{
+			Allocatable: v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse(mem)},
+			Conditions:  []v1.NodeCondition{{Type: v1.NodeReady, Status: metav1.ConditionTrue, LastTransitionTime: metav1.Now()}},
+		},
+	}
+	for _, o := range opts {
+		o(n)
+	}
+	out, err := e.c.Nodes().Create(bg, n, client.WriteOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	// Whatever the server keeps of a created node's status, make it what
+	// the test asked for.
+	out.Status = n.Status
+	if _, err := e.c.Nodes().UpdateStatus(bg, out, client.WriteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// updateNode applies mutate to a node's metadata and spec, then to its status.
+func (e *env) updateNode(name string, mutate nodeOpt) {
+	e.t.Helper()
+	n, err := e.c.Nodes().Get(bg, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mutate(n)
+	if n, err = e.c.Nodes().Update(bg, n, client.WriteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	mutate(n)
+	if _, err := e.c.Nodes().UpdateStatus(bg, n, client.WriteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// vmi creates a pending VMI requesting cpu and mem, restricted by selector.
+func (e *env) vmi(name, cpu, mem string, selector map[string]string) *v1.VirtualMachineInstance {
+	e.t.Helper()
+	vmi := &v1.VirtualMachineInstance{
+		TypeMeta: v1.TypeMetaFor(v1.KindVirtualMachineInstance), ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1.VirtualMachineInstanceSpec{NodeSelector: selector, Domain: v1.DomainSpec{Resources: v1.ResourceRequirements{
+			Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse(mem)}}}},
+	}
+	out, err := e.c.VirtualMachineInstances(ns).Create(bg, vmi, client.WriteOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) getVMI(name string) *v1.VirtualMachineInstance {
+	e.t.Helper()
+	vmi, err := e.c.VirtualMachineInstances(ns).Get(bg, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return vmi
+}
+
+func (e *env) eventually(what string, cond func() bool) {
+	e.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	e.t.Fatalf("timed out waiting for %s", what)
+}
+
+// bound waits until a VMI is bound and returns its node.
+func (e *env) bound(name string) string {
+	e.t.Helper()
+	var node string
+	e.eventually("VMI "+name+" to be bound", func() bool {
+		node = e.getVMI(name).Status.NodeName
+		return node != ""
+	})
+	return node
+}
+
+// unschedulable waits until a VMI is marked unschedulable and returns the
+// condition's message.
+func (e *env) unschedulable(name string) string {
+	e.t.Helper()
+	var msg string
+	e.eventually("VMI "+name+" to be marked unschedulable", func() bool {
+		c := e.getVMI(name).Status.Condition(v1.VirtualMachineInstancePodScheduled)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1.UnschedulableReason {
+			return false
+		}
+		msg = c.Message
+		return true
+	})
+	return msg
+}
+
+// event waits for an event about the named VMI with reason, and returns it.
+func (e *env) event(vmi, reason string) *v1.Event {
+	e.t.Helper()
+	var found *v1.Event
+	e.eventually("a "+reason+" event about "+vmi, func() bool {
+		list, err := e.c.Events(ns).List(bg, client.ListOptions{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, ev := range list.Items {
+			if ev.InvolvedObject.Name == vmi && ev.InvolvedObject.Kind == v1.KindVirtualMachineInstance && ev.Reason == reason {
+				found = ev
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// removeFinalizers lets a deleted VMI go, as its node agent would.
+func (e *env) removeFinalizers(name string) {
+	e.t.Helper()
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": []string{}}})
+	if _, err := e.c.VirtualMachineInstances(ns).Patch(bg, name, client.MergePatch, patch, "", client.WriteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestUnschedulableThenNodeAdded checks that a VMI that fits no node is left
+// unbound, Pending, with PodScheduled=False/Unschedulable whose message
+// counts the nodes per reason (CPU, selector, not Ready, cordoned) and a
+// FailedScheduling event; and that a fitting node added later gets it bound:
+// PodScheduled=True, phase Scheduling, a Scheduled event.
+func TestUnschedulableThenNodeAdded(t *testing.T) {
+	e := newEnv(t)
+	e.node("down", "64", "64Gi", labelled("zone", "x"), notReady)
+	e.node("cordoned", "64", "64Gi", labelled("zone", "x"), cordoned)
+	e.node("elsewhere", "64", "64Gi", labelled("zone", "y"))
+	e.node("small", "1", "64Gi", labelled("zone", "x"))
+	e.start()
+	e.vmi("web", "2", "1Gi", map[string]string{"zone": "x"})
+
+	const want = "0/4 nodes are available: 1 insufficient cpu, 1 node(s) didn't match the VMI's node selector, " +
+		"1 node(s) were not ready, 1 node(s) were unschedulable."
+	if msg := e.unschedulable("web"); msg != want {
+		t.Fatalf("PodScheduled message = %q, want %q", msg, want)
+	}
+	vmi := e.getVMI("web")
+	if vmi.Status.NodeName != "" || vmi.Status.Phase != v1.Pending {
+		t.Fatalf("unschedulable VMI: node %q phase %q, want unbound and Pending", vmi.Status.NodeName, vmi.Status.Phase)
+	}
+	if ev := e.event("web", "FailedScheduling"); ev.Type != v1.EventTypeWarning || ev.Message != want {
+		t.Errorf("FailedScheduling event: type %q message %q", ev.Type, ev.Message)
+	}
+
+	e.node("big", "4", "4Gi", labelled("zone", "x"))
+	if node := e.bound("web"); node != "big" {
+		t.Fatalf("bound to %q, want big", node)
+	}
+	vmi = e.getVMI("web")
+	c := vmi.Status.Condition(v1.VirtualMachineInstancePodScheduled)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("PodScheduled after binding = %+v, want True", c)
+	}
+	if vmi.Status.Phase != v1.Scheduling {
+		t.Errorf("phase after binding = %q, want Scheduling", vmi.Status.Phase)
+	}
+	if ev := e.event("web", "Scheduled"); !strings.Contains(ev.Message, "to big") {
+		t.Errorf("Scheduled event message = %q, want it to name node big", ev.Message)
+	}
+}
+
+// TestRetriedWhenNodeChanges checks that a VMI waiting for room is bound as
+// soon as a change to an existing node makes it fit, for every node change
+// that can: becoming Ready, being uncordoned, gaining the selected label,
+// growing its allocatable.
+func TestRetriedWhenNodeChanges(t *testing.T) {
+	tests := []struct {
+		name   string
+		before []nodeOpt
+		reason string
+		change nodeOpt
+	}{
+		{"becomes ready", []nodeOpt{notReady}, "node(s) were not ready",
+			func(n *v1.Node) { n.Status.Conditions[0].Status = metav1.ConditionTrue }},
+		{"uncordoned", []nodeOpt{cordoned}, "node(s) were unschedulable",
+			func(n *v1.Node) { n.Spec.Unschedulable = false }},
+		{"labelled", nil, "node(s) didn't match the VMI's node selector", labelled("zone", "x")},
+		{"grows", []nodeOpt{func(n *v1.Node) { n.Status.Allocatable[v1.ResourceMemory] = resource.MustParse("512Mi") }},
+			"insufficient memory",
+			func(n *v1.Node) { n.Status.Allocatable[v1.ResourceMemory] = resource.MustParse("2Gi") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			opts := tt.before
+			if tt.name != "labelled" {
+				opts = append(opts, labelled("zone", "x"))
+			}
+			e.node("n1", "2", "2Gi", opts...)
+			e.start()
+			e.vmi("web", "1", "1Gi", map[string]string{"zone": "x"})
+			if msg, want := e.unschedulable("web"), "0/1 nodes are available: 1 "+tt.reason+"."; msg != want {
+				t.Fatalf("PodScheduled message = %q, want %q", msg, want)
+			}
+			e.updateNode("n1", tt.change)
+			if node := e.bound("web"); node != "n1" {
+				t.Fatalf("bound to %q, want n1", node)
+			}
+		})
+	}
+}
+
+// TestBoundWhenRoomFreed checks that a VMI waiting for CPU held by another
+// VMI is bound to that node once the other VMI stops holding it: when it is
+// deleted and gone, or when it ends.
+func TestBoundWhenRoomFreed(t *testing.T) {
+	tests := []struct {
+		name string
+		free func(e *env)
+	}{
+		{"deleted", func(e *env) {
+			if _, err := e.c.VirtualMachineInstances(ns).Delete(bg, "first", client.DeleteOptions{}); err != nil {
+				e.t.Fatal(err)
+			}
+			e.removeFinalizers("first")
+			e.eventually("VMI first to be gone", func() bool {
+				_, err := e.c.VirtualMachineInstances(ns).Get(bg, "first")
+				return apierrors.IsNotFound(err)
+			})
+		}},
+		{"ended", func(e *env) {
+			vmi := e.getVMI("first")
+			vmi.Status.Phase = v1.Succeeded
+			if _, err := e.c.VirtualMachineInstances(ns).UpdateStatus(bg, vmi, client.WriteOptions{}); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.node("n1", "1", "4Gi")
+			e.start()
+			e.vmi("first", "1", "1Gi", nil)
+			if node := e.bound("first"); node != "n1" {
+				t.Fatalf("first bound to %q, want n1", node)
+			}
+			e.vmi("second", "1", "1Gi", nil)
+			if msg, want := e.unschedulable("second"), "0/1 nodes are available: 1 insufficient cpu."; msg != want {
+				t.Fatalf("PodScheduled message = %q, want %q", msg, want)
+			}
+			tt.free(e)
+			if node := e.bound("second"); node != "n1" {
+				t.Fatalf("second bound to %q, want n1", node)
+			}
+		})
+	}
+}
+
+// TestLeastAllocatedSpreads checks that VMIs placed one after another on
+// equal nodes alternate between them, the least allocated first and ties to
+// the first by name.
+func TestLeastAllocatedSpreads(t *testing.T) {
+	e := newEnv(t)
+	e.node("a", "4", "8Gi")
+	e.node("b", "4", "8Gi")
+	e.start()
+	var got []string
+	for _, name := range []string{"v1", "v2", "v3", "v4"} {
+		e.vmi(name, "1", "1Gi", nil)
+		got = append(got, e.bound(name))
+	}
+	if want := []string{"a", "b", "a", "b"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("placements = %v, want %v", got, want)
+	}
+}
+
+// TestNoOvercommitUnderBurst checks that VMIs queued all at once (they
+// exist before the scheduler starts) and placed back to back by two workers,
+// faster than the cache shows the bindings, never overfill a node: two nodes
+// with room for two each take exactly two each, and the fifth VMI is
+// unschedulable for lack of CPU.
+func TestNoOvercommitUnderBurst(t *testing.T) {
+	e := newEnv(t)
+	e.node("a", "2", "8Gi")
+	e.node("b", "2", "8Gi")
+	names := []string{"v1", "v2", "v3", "v4", "v5"}
+	for _, name := range names {
+		e.vmi(name, "1", "1Gi", nil)
+	}
+	e.start()
+	perNode := map[string]int{}
+	var waiting []string
+	e.eventually("every VMI to be bound or unschedulable", func() bool {
+		clear(perNode)
+		waiting = waiting[:0]
+		for _, name := range names {
+			vmi := e.getVMI(name)
+			c := vmi.Status.Condition(v1.VirtualMachineInstancePodScheduled)
+			switch {
+			case vmi.Status.NodeName != "":
+				perNode[vmi.Status.NodeName]++
+			case c != nil && c.Status == metav1.ConditionFalse:
+				waiting = append(waiting, name)
+			default:
+				return false
+			}
+		}
+		return true
+	})
+	if perNode["a"] != 2 || perNode["b"] != 2 || len(waiting) != 1 {
+		t.Fatalf("VMIs per node = %v, unschedulable = %v; want 2 on each node and 1 unschedulable", perNode, waiting)
+	}
+	if msg, want := e.unschedulable(waiting[0]), "0/2 nodes are available: 2 insufficient cpu."; msg != want {
+		t.Errorf("PodScheduled message = %q, want %q", msg, want)
+	}
+}
+
+// TestDeletedBeforeBound checks that a VMI deleted while waiting for a node
+// is ended by the scheduler (Failed, DeletedBeforeStart) and released (its
+// agent finalizer removed, so it goes away), since no agent will see it.
+func TestDeletedBeforeBound(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	created := e.vmi("web", "1", "1Gi", nil)
+	e.unschedulable("web")
+	w, err := e.c.VirtualMachineInstances(ns).Watch(bg, client.ListOptions{ResourceVersion: created.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := e.c.VirtualMachineInstances(ns).Delete(bg, "web", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-w.C:
+			if !ok {
+				t.Fatalf("watch ended: %v", w.Err())
+			}
+			if ev.Type != client.Deleted {
+				continue
+			}
+			st := ev.Object.Status
+			if st.Phase != v1.Failed || st.Reason != v1.ReasonDeletedBeforeStart || st.NodeName != "" {
+				t.Fatalf("last state of the deleted VMI: phase %q reason %q node %q; want Failed, %s, unbound",
+					st.Phase, st.Reason, st.NodeName, v1.ReasonDeletedBeforeStart)
+			}
+			return
+		case <-timeout:
+			t.Fatal("timed out waiting for the deleted VMI to go")
+		}
+	}
+}
