@@ -68,12 +68,33 @@ func nodeLoss(b *testing.B, mode string, vms int) {
 		p.cut()
 		failed = time.Now()
 	}
+	detected, back := watchLoss(b, cl, "node-1", old, failed)
+	fenced := time.Duration(0)
+	if mode == "partition" {
+		entries, err := sim.ReadJournal(cl.journal)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, iv := range sim.Intervals(entries) {
+			if iv.Node == "node-1" && !iv.Stop.IsZero() {
+				fenced = max(fenced, iv.Stop.Sub(failed))
+			}
+		}
+	}
+	reportLoss(b, detected, fenced, back)
+}
+
+// watchLoss watches a node lost at failed until every VM in old (VM name
+// to the UID of its VMI before the failure) runs again as a new VMI, for
+// at most 2 minutes. It returns how long after the failure the node was
+// seen Ready=Unknown, and each VM Running again.
+func watchLoss(b *testing.B, cl *cluster, node string, old map[string]string, failed time.Time) (time.Duration, map[string]time.Duration) {
 	var detected time.Duration
 	back := map[string]time.Duration{}
 	deadline := time.Now().Add(2 * time.Minute)
-	for len(back) < vms && time.Now().Before(deadline) {
+	for len(back) < len(old) && time.Now().Before(deadline) {
 		if detected == 0 {
-			if n, err := cl.c.Nodes().Get(context.Background(), "node-1"); err == nil {
+			if n, err := cl.c.Nodes().Get(context.Background(), node); err == nil {
 				if c := n.Status.Condition(v1.NodeReady); c != nil && c.Status == metav1.ConditionUnknown {
 					detected = time.Since(failed)
 				}
@@ -90,21 +111,15 @@ func nodeLoss(b *testing.B, mode string, vms int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(back) < vms {
-		b.Fatalf("%d of %d VMs came back", len(back), vms)
+	if len(back) < len(old) {
+		b.Fatalf("%d of %d VMs came back", len(back), len(old))
 	}
-	fenced := time.Duration(0)
-	if mode == "partition" {
-		entries, err := sim.ReadJournal(cl.journal)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, iv := range sim.Intervals(entries) {
-			if iv.Node == "node-1" && !iv.Stop.IsZero() {
-				fenced = max(fenced, iv.Stop.Sub(failed))
-			}
-		}
-	}
+	return detected, back
+}
+
+// reportLoss reports the times to detection and to fencing, and the p50,
+// p99 and maximum of the times to Running elsewhere.
+func reportLoss(b *testing.B, detected, fenced time.Duration, back map[string]time.Duration) {
 	times := make([]time.Duration, 0, len(back))
 	for _, d := range back {
 		times = append(times, d)

@@ -34,6 +34,23 @@ const guestWait = 3 * time.Minute
 // skips, naming what is missing, otherwise.
 func qemuCluster(t *testing.T) (*cluster, string, *exec.Cmd) {
 	t.Helper()
+	images := qemuImages(t)
+	cl := newCluster(t, clusterOptions{backoffBase: 200 * time.Millisecond, backoffMax: time.Second})
+	// No guest outlives its test: whatever QEMU still runs in the agent's
+	// state directory at the end is killed.
+	t.Cleanup(func() { cl.killQEMUNode("qemu-1") })
+	// The process table, sampled, shows no VM ever ran twice.
+	watchQEMU(t, cl.dir)
+	agent := cl.startQEMUAgent(images)
+	cl.waitNodeReady("qemu-1", 60*time.Second)
+	return cl, images, agent
+}
+
+// qemuImages returns an image directory holding the test guest. Without
+// QEMU or the test guest it fails under make test (VIGIL_REQUIRE_QEMU=1)
+// and skips, naming what is missing, otherwise.
+func qemuImages(t testing.TB) string {
+	t.Helper()
 	_, qerr := exec.LookPath("qemu-system-x86_64")
 	images, err := guestimage.ImageDir(t.TempDir())
 	if qerr != nil || err != nil {
@@ -42,31 +59,41 @@ func qemuCluster(t *testing.T) (*cluster, string, *exec.Cmd) {
 		}
 		t.Skipf("QEMU tests need QEMU and the test guest (make guest-image): %v %v", qerr, err)
 	}
-	cl := newCluster(t, clusterOptions{backoffBase: 200 * time.Millisecond, backoffMax: time.Second})
-	// No guest outlives its test: whatever QEMU still runs in the agent's
-	// state directory at the end is killed.
-	t.Cleanup(func() {
-		killGuests(filepath.Join(cl.agentStateDir("qemu-1"), "qemu", "guests"))
-		if b, err := os.ReadFile(filepath.Join(cl.agentStateDir("qemu-1"), "watchdog.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+	return images
+}
+
+// killQEMUNode kills every QEMU guest in a qemu node's state directory
+// and the node's watchdog.
+func (cl *cluster) killQEMUNode(name string) {
+	killGuests(filepath.Join(cl.agentStateDir(name), "qemu", "guests"))
+	if b, err := os.ReadFile(filepath.Join(cl.agentStateDir(name), "watchdog.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-	})
-	agent := cl.startQEMUAgent(images)
-	cl.waitFor("node qemu-1 Ready", 60*time.Second, func() (bool, error) {
-		n, err := cl.c.Nodes().Get(context.Background(), "qemu-1")
+	}
+}
+
+// waitNodeReady waits for a node to be Ready.
+func (cl *cluster) waitNodeReady(name string, timeout time.Duration) {
+	cl.t.Helper()
+	cl.waitFor("node "+name+" Ready", timeout, func() (bool, error) {
+		n, err := cl.c.Nodes().Get(context.Background(), name)
 		if err != nil {
 			return false, err
 		}
 		c := n.Status.Condition(v1.NodeReady)
 		return c != nil && c.Status == metav1.ConditionTrue, nil
 	})
-	return cl, images, agent
 }
 
 func (cl *cluster) startQEMUAgent(images string) *exec.Cmd {
-	return cl.startAgentProcessWith("qemu-1", "--runtime", "qemu", "--image-dir", images, "--capacity-cpu", "16", "--capacity-memory", "8Gi")
+	return cl.startQEMUAgentVia("qemu-1", cl.url(), images)
+}
+
+// startQEMUAgentVia runs a `vigil agent --runtime qemu` process for node
+// name that reaches the API at server; it starts the node's watchdog.
+func (cl *cluster) startQEMUAgentVia(name, server, images string) *exec.Cmd {
+	return cl.startAgentProcessVia(name, server, "--runtime", "qemu", "--image-dir", images, "--capacity-cpu", "16", "--capacity-memory", "8Gi")
 }
 
 // guestVM is a VM booting the test guest from its initramfs, with
