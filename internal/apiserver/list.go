@@ -327,11 +327,10 @@ func (s *Server) watch(r *resource, w http.ResponseWriter, req *http.Request) er
 			if initialEndOwed {
 				continue // no bookmark may come before the initial events' end
 			}
-			// Read the revision before checking for pending events: every
-			// event up to it has then been handed to this watcher, so a
-			// bookmark is only sent when all of them have been written.
-			rev := s.cache.Rev()
-			if wt.Pending() {
+			// Only a watcher that has written every event up to the
+			// revision, and was not cut off meanwhile, may bookmark it.
+			rev, caught := wt.Caught()
+			if !caught {
 				continue
 			}
 			bookmark(rev, false)

@@ -216,6 +216,34 @@ func TestSlowWatcherIsCutOff(t *testing.T) {
 	}
 }
 
+// TestNoBookmarkAfterCut: a watcher cut off for lagging never offers a
+// bookmark revision, since it lost events that revision covers (a client
+// resuming from it would skip them); a live, drained watcher does.
+func TestNoBookmarkAfterCut(t *testing.T) {
+	e := newEnv(t, watchcache.Config{WatcherBuffer: 1})
+	start := e.put(things+"a", doc{UID: "1"})
+	e.fresh()
+	w, err := e.c.Watch(things, things, start, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, ok := w.Caught(); !ok {
+		t.Fatal("an idle watcher is not caught up")
+	}
+	e.put(things+"a", doc{UID: "1", Labels: map[string]string{"i": "1"}})
+	e.fresh()
+	if _, ok := w.Caught(); ok {
+		t.Error("a watcher with an event pending offers a bookmark")
+	}
+	e.put(things+"a", doc{UID: "1", Labels: map[string]string{"i": "2"}}) // overflows: cut off
+	e.fresh()
+	next(t, w) // drain what was buffered before the cut
+	if rev, ok := w.Caught(); ok {
+		t.Errorf("a watcher cut off after losing an event offers a bookmark at %d", rev)
+	}
+}
+
 // TestSelectorTransitions: leaving a watcher's selector is DELETED for it,
 // entering it ADDED, and a deletion of an object it never matched is not
 // sent.

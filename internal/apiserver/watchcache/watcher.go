@@ -159,6 +159,25 @@ func (w *Watcher) StartRev() int64 { return w.startRev }
 // InitialPending reports whether initial events remain to be consumed.
 func (w *Watcher) InitialPending() bool { return len(w.initial) > 0 }
 
+// Caught returns the cache's revision when this watcher has been handed
+// every change up to it and still runs: a bookmark at that revision is
+// then safe. ok is false while events are pending, and after the watcher
+// was cut off: it may have lost events the revision covers, and a client
+// told that revision would resume past them.
+func (w *Watcher) Caught() (rev int64, ok bool) {
+	w.c.mu.RLock()
+	defer w.c.mu.RUnlock()
+	select {
+	case <-w.done:
+		return 0, false
+	default:
+	}
+	if w.Pending() {
+		return 0, false
+	}
+	return w.c.rev, true
+}
+
 // Pending reports whether an event is ready without blocking.
 func (w *Watcher) Pending() bool { return len(w.initial) > 0 || len(w.ch) > 0 }
 
