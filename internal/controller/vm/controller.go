@@ -42,6 +42,7 @@ type Controller struct {
 	vmis *informer.Informer[*v1.VirtualMachineInstance]
 	ctrl *controller.Controller
 	exp  *expectations
+	own  written
 }
 
 // New builds the controller and its informers.
@@ -60,7 +61,11 @@ func New(cfg Config) *Controller {
 	c.vms.AddHandler(informer.Handler[*v1.VirtualMachine]{
 		OnAdd:    enqueueVM,
 		OnUpdate: func(_, vm *v1.VirtualMachine) { enqueueVM(vm) },
-		OnDelete: func(vm *v1.VirtualMachine) { c.exp.forget(informer.Key(vm)); c.ctrl.Enqueue(informer.Key(vm)) },
+		OnDelete: func(vm *v1.VirtualMachine) {
+			c.exp.forget(informer.Key(vm))
+			c.own.forget(informer.Key(vm))
+			c.ctrl.Enqueue(informer.Key(vm))
+		},
 	})
 	onVMI := func(vmi *v1.VirtualMachineInstance, gone bool) {
 		key := informer.Key(vmi)
@@ -111,8 +116,10 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	vm, ok := c.vms.Get(key)
 	if !ok {
 		c.exp.forget(key)
+		c.own.forget(key)
 		return controller.Result{}, nil
 	}
+	vm = c.own.fresher(key, vm)
 	vmi, _ := c.vmis.Get(key)
 	foreign := false
 	if vmi != nil && !controlledBy(vmi, vm) {
@@ -133,14 +140,16 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 		if err != nil {
 			return controller.Result{}, err
 		}
+		c.own.record(key, patched)
 		rv = patched.ResourceVersion
 	}
 	var out runstrategy.Outcome
+	var deleted *v1.VirtualMachineInstance // the VMI as this pass's delete left it
 	switch d.Action {
 	case runstrategy.CreateInstance:
 		out.Err = c.createVMI(ctx, key, vm, d, foreign, now)
 	case runstrategy.DeleteInstance:
-		out.Err = c.deleteVMI(ctx, key, vm, vmi, d, now)
+		deleted, out.Err = c.deleteVMI(ctx, key, vm, vmi, d, now)
 	case runstrategy.RemoveVMFinalizer:
 		_, err := c.setVMFinalizer(ctx, vm, false)
 		return controller.Result{}, err
@@ -150,14 +159,21 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	next.ResourceVersion = rv
 	vmstate.ApplyStatus(next, st)
 	if !equality.Semantic.DeepEqual(next.Status, vm.Status) {
-		if _, err := c.cfg.Client.VirtualMachines(vm.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
+		stored, err := c.cfg.Client.VirtualMachines(vm.Namespace).UpdateStatus(ctx, next, client.WriteOptions{})
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return controller.Result{}, nil
 			}
 			return controller.Result{}, fmt.Errorf("writing the status of VM %s: %w", key, err)
 		}
+		c.own.record(key, stored)
 	}
 	if d.RemoveInstanceFinalizer && vmi != nil {
+		// A delete of this pass set the deletion timestamp, a new
+		// resourceVersion: patch what it returned, not the cached VMI.
+		if deleted != nil && deleted.UID == vmi.UID && deleted.ResourceVersion != "" {
+			vmi = deleted
+		}
 		if err := c.removeVMIFinalizer(ctx, vmi); err != nil {
 			return controller.Result{}, err
 		}
@@ -196,9 +212,14 @@ func (c *Controller) createVMI(ctx context.Context, key string, vm *v1.VirtualMa
 	}
 }
 
-func (c *Controller) deleteVMI(ctx context.Context, key string, vm *v1.VirtualMachine, vmi *v1.VirtualMachineInstance, d runstrategy.Decision, now time.Time) *runstrategy.Failure {
+// deleteVMI deletes the VM's VMI and returns it as the delete left it,
+// when it still exists (it has finalizers), or nil.
+func (c *Controller) deleteVMI(ctx context.Context, key string, vm *v1.VirtualMachine, vmi *v1.VirtualMachineInstance, d runstrategy.Decision, now time.Time) (*v1.VirtualMachineInstance, *runstrategy.Failure) {
 	c.exp.expectDelete(key, vmi.UID, now)
-	_, err := c.cfg.Client.VirtualMachineInstances(vmi.Namespace).Delete(ctx, vmi.Name, client.DeleteOptions{UID: string(vmi.UID)})
+	left, err := c.cfg.Client.VirtualMachineInstances(vmi.Namespace).Delete(ctx, vmi.Name, client.DeleteOptions{UID: string(vmi.UID)})
+	if left != nil && (left.UID != vmi.UID || left.DeletionTimestamp == nil) {
+		left = nil // not the object (a Status, say)
+	}
 	switch {
 	case err == nil, apierrors.IsNotFound(err):
 		c.log.Debug("deleted VMI", "vm", key, "why", d.Why)
@@ -209,12 +230,12 @@ func (c *Controller) deleteVMI(ctx context.Context, key string, vm *v1.VirtualMa
 			why += fmt.Sprintf("; it ended with %s: %s", vmi.Status.Reason, vmi.Status.Message)
 		}
 		c.cfg.Recorder.Eventf(vm, v1.EventTypeNormal, "SuccessfulDelete", "Stopped the virtual machine by deleting the virtual machine instance %s: %s", vmi.Name, why)
-		return nil
+		return left, nil
 	default:
 		c.exp.forget(key)
 		msg := fmt.Sprintf("Failure attempting to delete VMI: %s", errMessage(err))
 		c.cfg.Recorder.Eventf(vm, v1.EventTypeWarning, runstrategy.ReasonFailedDelete, "Error deleting virtual machine instance %s: %s", vmi.Name, errMessage(err))
-		return &runstrategy.Failure{Reason: runstrategy.ReasonFailedDelete, Message: msg}
+		return nil, &runstrategy.Failure{Reason: runstrategy.ReasonFailedDelete, Message: msg}
 	}
 }
 
@@ -260,8 +281,13 @@ func (c *Controller) removeVMIFinalizer(ctx context.Context, vmi *v1.VirtualMach
 	if !slices.Contains(vmi.Finalizers, v1.VirtualMachineControllerFinalizer) {
 		return nil
 	}
-	fins := slices.DeleteFunc(slices.Clone(vmi.Finalizers), func(f string) bool { return f == v1.VirtualMachineControllerFinalizer })
-	_, err := c.cfg.Client.VirtualMachineInstances(vmi.Namespace).Patch(ctx, vmi.Name, client.MergePatch, finalizerPatch(vmi.ResourceVersion, fins), "", client.WriteOptions{})
+	// A JSON patch that tests the finalizer is where it was seen: a
+	// concurrent status write (the agent reporting the guest's end) does
+	// not conflict with it; a change of the finalizers does.
+	i := slices.Index(vmi.Finalizers, v1.VirtualMachineControllerFinalizer)
+	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},{"op":"test","path":"/metadata/finalizers/%d","value":%q},{"op":"remove","path":"/metadata/finalizers/%d"}]`,
+		vmi.UID, i, v1.VirtualMachineControllerFinalizer, i)
+	_, err := c.cfg.Client.VirtualMachineInstances(vmi.Namespace).Patch(ctx, vmi.Name, client.JSONPatch, []byte(patch), "", client.WriteOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
