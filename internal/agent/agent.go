@@ -112,9 +112,23 @@ func New(cfg Config) (*Agent, error) {
 	a.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource,
 		client.ListOptions{FieldSelector: "status.nodeName=" + cfg.Node}, cfg.Log)
 	a.vmis.AddHandler(informer.Handler[*v1.VirtualMachineInstance]{
-		OnAdd:    func(vmi *v1.VirtualMachineInstance) { a.dispatch(vmi.UID, vmi) },
-		OnUpdate: func(_, vmi *v1.VirtualMachineInstance) { a.dispatch(vmi.UID, vmi) },
-		OnDelete: func(vmi *v1.VirtualMachineInstance) { a.dispatch(vmi.UID, nil) },
+		OnAdd: func(vmi *v1.VirtualMachineInstance) {
+			a.log.Debug("VMI added", "vmi", vmi.UID, "name", vmi.Name, "resourceVersion", vmi.ResourceVersion)
+			a.dispatch(vmi.UID, vmi)
+		},
+		OnUpdate: func(old, vmi *v1.VirtualMachineInstance) {
+			if old.UID != vmi.UID {
+				// The VMI was replaced by one of the same name while the
+				// watch was away: the old one is gone.
+				a.log.Debug("VMI replaced", "old", old.UID, "vmi", vmi.UID, "name", vmi.Name)
+				a.dispatch(old.UID, nil)
+			}
+			a.dispatch(vmi.UID, vmi)
+		},
+		OnDelete: func(vmi *v1.VirtualMachineInstance) {
+			a.log.Debug("VMI deleted", "vmi", vmi.UID, "name", vmi.Name, "resourceVersion", vmi.ResourceVersion)
+			a.dispatch(vmi.UID, nil)
+		},
 	})
 	return a, nil
 }
@@ -320,16 +334,23 @@ func (a *Agent) dispatch(uid any, vmi *v1.VirtualMachineInstance) {
 		delete(a.adopted, id)
 		r = newRunner(a, id, g)
 		a.runners[id] = r
+		// The runner gets its VMI before it runs: a first step without one
+		// would take the VMI for gone and end the runner for good.
+		r.update(vmi)
+		a.log.Debug("runner started", "vmi", id, "name", vmi.Namespace+"/"+vmi.Name, "resourceVersion", vmi.ResourceVersion)
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
 			r.run(a.ctx)
+			a.log.Debug("runner done", "vmi", id)
 			a.mu.Lock()
 			if a.runners[id] == r {
 				delete(a.runners, id)
 			}
 			a.mu.Unlock()
 		}()
+		a.mu.Unlock()
+		return
 	}
 	a.mu.Unlock()
 	r.update(vmi)

@@ -125,7 +125,10 @@ func (r *runner) wakeIn(d time.Duration) {
 
 // step converges once; it returns true when the runner has nothing left to do.
 func (r *runner) step(ctx context.Context, vmi *v1.VirtualMachineInstance, gone bool) bool {
-	if gone || vmi == nil {
+	if vmi == nil && !gone {
+		return false // not handed its VMI yet
+	}
+	if gone {
 		if r.guest != nil {
 			if r.guest.State().Phase != driver.Exited {
 				r.log.Warn("the VMI left this node while its guest ran: killing the guest")
@@ -135,6 +138,7 @@ func (r *runner) step(ctx context.Context, vmi *v1.VirtualMachineInstance, gone 
 		return true
 	}
 	if vmi.Status.NodeName != r.a.cfg.Node {
+		r.log.Debug("the VMI is bound elsewhere now", "node", vmi.Status.NodeName)
 		r.discardGuest(ctx)
 		return true
 	}
