@@ -258,6 +258,11 @@ func TestWatchGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A consistent list waits for the watch cache to hold every patch, so
+	// that the history has moved past old (else the watch would start).
+	if _, err := h.vms().List(ctx(), client.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	r := h.do("GET", h.vmsPath()+"?watch=true&resourceVersion="+old, nil, "")
 	st := r.expectStatus(t, 410, "")
 	if st.Reason != metav1.StatusReasonExpired && st.Reason != metav1.StatusReasonGone {
