@@ -29,6 +29,7 @@ type serverOptions struct {
 	logLevel      string
 
 	noAgent                               bool
+	pprofAddr                             string
 	agent                                 agentOptions
 	crashLoopBaseDelay, crashLoopMaxDelay time.Duration
 	nodeLostAfter                         time.Duration
@@ -77,6 +78,7 @@ process unless --no-agent is given.`,
 	f.DurationVar(&o.cfg.CompactionInterval, "compaction-interval", time.Minute, "how often old etcd revisions are compacted")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.noAgent, "no-agent", false, "do not run a node agent in this process")
+	f.StringVar(&o.pprofAddr, "pprof", "", "serve Go's profiles (net/http/pprof) on this HOST:PORT, e.g. 127.0.0.1:6060; off by default")
 	f.DurationVar(&o.crashLoopBaseDelay, "crashloop-base-delay", 10*time.Second, "the crash-loop backoff's first delay")
 	f.DurationVar(&o.crashLoopMaxDelay, "crashloop-max-delay", 300*time.Second, "the crash-loop backoff's longest delay")
 	f.DurationVar(&o.nodeLostAfter, "node-lost-after", nodehealth.DefaultNodeLostAfter, "how long a node may go without renewing its lease before it is declared lost and its VMs recovered elsewhere (at least --fence-after + 2s)")
@@ -129,6 +131,14 @@ func (o *serverOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	defer s.Close()
+	if o.pprofAddr != "" {
+		stop, err := servePprof(o.pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		o.cfg.Log.Info("serving profiles", "url", "http://"+o.pprofAddr+"/debug/pprof/")
+	}
 	o.cfg.Log.Info("vigil server is serving", "url", s.URL, "etcd", etcdDescription(o.cfg))
 	fmt.Fprintf(cmd.OutOrStdout(), "vigil server listening on %s\n", s.URL)
 

@@ -27,7 +27,8 @@ type Config struct {
 	// NodeLostAfter and FenceCommand configure the node-health controller.
 	NodeLostAfter time.Duration
 	FenceCommand  []string
-	// Workers per controller (default 4).
+	// Workers per controller (default 32: a pass mostly waits on API
+	// writes, which etcd serves far better concurrently than one by one).
 	Workers int
 	Log     *slog.Logger
 }
@@ -36,6 +37,9 @@ type Config struct {
 func Run(ctx context.Context, cfg Config) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 32
 	}
 	var wg sync.WaitGroup
 	start := func(f func(context.Context)) {

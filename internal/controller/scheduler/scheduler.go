@@ -191,12 +191,15 @@ func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Resul
 	if vmi.DeletionTimestamp != nil {
 		return controller.Result{}, s.release(ctx, vmi)
 	}
+	// pickMu covers choosing a node and reserving room on it, not the
+	// writes that follow: those run concurrently, each VMI's room already
+	// assumed, so binding is not serialised on the API's write latency.
 	s.pickMu.Lock()
-	defer s.pickMu.Unlock()
 	s.mu.Lock()
 	_, inFlight := s.assumed[key]
 	s.mu.Unlock()
 	if inFlight {
+		s.pickMu.Unlock()
 		return controller.Result{}, nil // bound; the cache has not caught up
 	}
 	req := requestOf(vmi)
@@ -209,6 +212,7 @@ func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Resul
 		s.waiting[key] = struct{}{}
 		missed := s.roomChanges != changes
 		s.mu.Unlock()
+		s.pickMu.Unlock()
 		if missed {
 			// Room appeared while this VMI was being placed: retry.
 			s.ctrl.Enqueue(key)
@@ -220,6 +224,7 @@ func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Resul
 	s.used[node] = s.used[node].add(req)
 	delete(s.waiting, key)
 	s.mu.Unlock()
+	s.pickMu.Unlock()
 	if err := s.bind(ctx, vmi, node); err != nil {
 		s.mu.Lock()
 		if a, ok := s.assumed[key]; ok {
