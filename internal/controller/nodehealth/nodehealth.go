@@ -252,13 +252,29 @@ func (c *Controller) fence(ctx context.Context, node *v1.Node) error {
 
 // failVMIs ends every VMI still on a lost node: Failed with NodeLost, and
 // its agent finalizer removed, since that agent will never remove it.
+// failConcurrency bounds the VMIs of one lost node failed at once: each
+// costs a few writes, and a node may host hundreds.
+const failConcurrency = 16
+
 func (c *Controller) failVMIs(ctx context.Context, node string, silent time.Duration) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, failConcurrency)
 	for _, vmi := range c.vmis.ByIndex("node", node) {
-		if err := c.failVMI(ctx, vmi, node, silent); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := c.failVMI(ctx, vmi, node, silent); err != nil && !apierrors.IsNotFound(err) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -52,6 +52,7 @@ func TestChoose(t *testing.T) {
 		nodes    []*v1.Node
 		used     map[string]request
 		selector map[string]string
+		silent   map[string]bool
 		req      request
 		wantNode string
 		wantWhy  string
@@ -175,6 +176,21 @@ func TestChoose(t *testing.T) {
 			wantNode: "b",
 		},
 		{
+			name:     "a silent node gets nothing, though Ready and the least allocated",
+			nodes:    []*v1.Node{testNode("a", "4", "4Gi"), testNode("b", "4", "4Gi")},
+			used:     map[string]request{"b": {cpu: 1000}},
+			silent:   map[string]bool{"a": true},
+			req:      request{cpu: 1000, mem: gi},
+			wantNode: "b",
+		},
+		{
+			name:    "only silent nodes: unschedulable, saying why",
+			nodes:   []*v1.Node{testNode("a", "4", "4Gi")},
+			silent:  map[string]bool{"a": true},
+			req:     request{cpu: 1000, mem: gi},
+			wantWhy: "0/1 nodes are available: 1 node(s) had not renewed their lease lately.",
+		},
+		{
 			name:     "ties go to the first by name",
 			nodes:    []*v1.Node{testNode("a", "4", "4Gi"), testNode("b", "4", "4Gi"), testNode("c", "4", "4Gi")},
 			used:     map[string]request{"a": {cpu: 1000}},
@@ -184,7 +200,7 @@ func TestChoose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			node, why := choose(tt.nodes, tt.used, tt.selector, tt.req)
+			node, why := choose(tt.nodes, tt.used, tt.silent, tt.selector, tt.req)
 			if node != tt.wantNode || why != tt.wantWhy {
 				t.Errorf("choose = (%q, %q), want (%q, %q)", node, why, tt.wantNode, tt.wantWhy)
 			}
@@ -201,7 +217,7 @@ func TestChooseSpreads(t *testing.T) {
 	req := request{cpu: 500, mem: gi}
 	var got []string
 	for {
-		node, why := choose(nodes, used, nil, req)
+		node, why := choose(nodes, used, nil, nil, req)
 		if node == "" {
 			if want := "0/2 nodes are available: 2 insufficient cpu, 2 insufficient memory."; why != want {
 				t.Errorf("why = %q, want %q", why, want)

@@ -27,6 +27,11 @@ type Config struct {
 	Workers  int
 	Log      *slog.Logger
 	Now      func() time.Time
+	// SilentAfter: a node whose lease the scheduler has not seen renewed
+	// for this long gets no new VMIs, though it is still Ready: it may be
+	// about to be declared lost, and a VMI bound to it would fail with it
+	// (default 3s, three renew intervals).
+	SilentAfter time.Duration
 }
 
 // Scheduler is the VMI scheduler.
@@ -52,6 +57,10 @@ type Scheduler struct {
 	// roomChanges counts retryWaiting calls, so that a VMI found to fit
 	// nowhere while room appeared is retried, not left waiting.
 	roomChanges uint64
+	// renewed is when each node's lease renewal was last seen, on this
+	// scheduler's clock (guarded by mu).
+	renewed map[string]time.Time
+	leases  *informer.Informer[*v1.Lease]
 }
 
 type assumption struct {
@@ -67,8 +76,17 @@ func New(cfg Config) *Scheduler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SilentAfter <= 0 {
+		cfg.SilentAfter = 3 * time.Second
+	}
 	s := &Scheduler{cfg: cfg, log: cfg.Log.With("controller", "scheduler"),
-		used: map[string]request{}, assumed: map[string]assumption{}, waiting: map[string]struct{}{}}
+		used: map[string]request{}, assumed: map[string]assumption{}, waiting: map[string]struct{}{}, renewed: map[string]time.Time{}}
+	s.leases = informer.New[*v1.Lease](cfg.Client.Leases(v1.NodeLeaseNamespace), client.ListOptions{}, cfg.Log)
+	s.leases.AddHandler(informer.Handler[*v1.Lease]{
+		OnAdd:    func(l *v1.Lease) { s.leaseRenewed(l.Name) },
+		OnUpdate: func(_, l *v1.Lease) { s.leaseRenewed(l.Name) },
+		OnDelete: func(l *v1.Lease) { s.mu.Lock(); delete(s.renewed, l.Name); s.mu.Unlock() },
+	})
 	s.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
 	s.nodes = informer.New[*v1.Node](cfg.Client.Nodes(), client.ListOptions{}, cfg.Log)
 	s.ctrl = controller.New("scheduler", s.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
@@ -88,11 +106,11 @@ func New(cfg Config) *Scheduler {
 // Run runs the informers and the workers until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){s.vmis.Run, s.nodes.Run} {
+	for _, run := range []func(context.Context){s.vmis.Run, s.nodes.Run, s.leases.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
-	if s.vmis.WaitForSync(ctx) == nil && s.nodes.WaitForSync(ctx) == nil {
+	if s.vmis.WaitForSync(ctx) == nil && s.nodes.WaitForSync(ctx) == nil && s.leases.WaitForSync(ctx) == nil {
 		s.ctrl.Run(ctx)
 	}
 	wg.Wait()
@@ -144,6 +162,35 @@ func (s *Scheduler) account(old, cur *v1.VirtualMachineInstance) {
 	if freed {
 		s.retryWaiting()
 	}
+}
+
+// leaseRenewed notes a node's lease renewal; a node that was silent and
+// renews again may take the VMIs that waited.
+func (s *Scheduler) leaseRenewed(node string) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	last, seen := s.renewed[node]
+	s.renewed[node] = now
+	s.mu.Unlock()
+	if seen && now.Sub(last) > s.cfg.SilentAfter {
+		s.retryWaiting()
+	}
+}
+
+// silentLocked lists the nodes whose lease has not been seen renewed for
+// SilentAfter. A node whose lease was never seen is not silent: its lease
+// is the node-health controller's business.
+func (s *Scheduler) silentLocked(now time.Time) map[string]bool {
+	var out map[string]bool
+	for n, t := range s.renewed {
+		if now.Sub(t) > s.cfg.SilentAfter {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[n] = true
+		}
+	}
+	return out
 }
 
 func (s *Scheduler) nodeChanged(old, n *v1.Node) {
@@ -247,15 +294,15 @@ func (s *Scheduler) pick(vmi *v1.VirtualMachineInstance, req request) (string, s
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return choose(nodes, s.used, vmi.Spec.NodeSelector, req)
+	return choose(nodes, s.used, s.silentLocked(s.cfg.Now()), vmi.Spec.NodeSelector, req)
 }
 
 // choose is the pure placement rule: among nodes (sorted by name), the Ready,
-// schedulable node whose labels match selector and whose free room
+// schedulable, not silent node whose labels match selector and whose free room
 // (allocatable minus used) fits req, the least allocated once req is placed;
 // ties go to the first. When none fits it returns "" and why, as the count
 // of nodes per reason.
-func choose(nodes []*v1.Node, used map[string]request, selector map[string]string, req request) (string, string) {
+func choose(nodes []*v1.Node, used map[string]request, silent map[string]bool, selector map[string]string, req request) (string, string) {
 	reasons := map[string]int{}
 	best, bestScore := "", 2.0
 	for _, n := range nodes {
@@ -265,6 +312,9 @@ func choose(nodes []*v1.Node, used map[string]request, selector map[string]strin
 			continue
 		case n.Spec.Unschedulable:
 			reasons["node(s) were unschedulable"]++
+			continue
+		case silent[n.Name]:
+			reasons["node(s) had not renewed their lease lately"]++
 			continue
 		case !selects(selector, n.Labels):
 			reasons["node(s) didn't match the VMI's node selector"]++

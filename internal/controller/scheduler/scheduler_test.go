@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,10 +40,15 @@ func newEnv(t *testing.T) *env {
 
 // start runs a scheduler (with two workers) until the test ends. Nodes
 // created before start are in its cache before it places anything.
-func (e *env) start() {
+func (e *env) start() { e.startWith(scheduler.Config{}) }
+
+// startWith runs a scheduler configured as cfg (client, recorder and
+// workers filled in).
+func (e *env) startWith(cfg scheduler.Config) {
 	ctx, cancel := context.WithCancel(bg)
 	rec := record.New(e.c, "scheduler", "test", nil)
-	s := scheduler.New(scheduler.Config{Client: e.c, Recorder: rec, Workers: 2})
+	cfg.Client, cfg.Recorder, cfg.Workers = e.c, rec, 2
+	s := scheduler.New(cfg)
 	done := make(chan struct{}, 2)
 	go func() { rec.Run(ctx); done <- struct{}{} }()
 	go func() { s.Run(ctx); done <- struct{}{} }()
@@ -420,5 +426,73 @@ func TestDeletedBeforeBound(t *testing.T) {
 		case <-timeout:
 			t.Fatal("timed out waiting for the deleted VMI to go")
 		}
+	}
+}
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// renew creates or renews a node's lease.
+func (e *env) renew(node string) {
+	e.t.Helper()
+	leases := e.c.Leases(v1.NodeLeaseNamespace)
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(bg, node)
+	if err != nil {
+		l = &v1.Lease{TypeMeta: v1.TypeMetaFor(v1.KindLease), ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: v1.NodeLeaseNamespace},
+			Spec: v1.LeaseSpec{HolderIdentity: &node, RenewTime: &now}}
+		if _, err := leases.Create(bg, l, client.WriteOptions{}); err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
+	l.Spec.RenewTime = &now
+	if _, err := leases.Update(bg, l, client.WriteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestSilentNodeSkipped checks that a Ready node whose lease the scheduler
+// has not seen renewed for SilentAfter gets no VMI (it may be about to be
+// declared lost), that the Unschedulable message says so, and that the
+// node takes waiting VMIs again once it renews.
+func TestSilentNodeSkipped(t *testing.T) {
+	e := newEnv(t)
+	clock := &fakeClock{t: time.Now()}
+	e.node("a", "4", "4Gi")
+	e.node("b", "4", "4Gi")
+	e.renew("a")
+	e.renew("b")
+	e.startWith(scheduler.Config{Now: clock.now, SilentAfter: 3 * time.Second})
+	// Let the scheduler see both leases before the clock moves.
+	e.vmi("first", "1", "1Gi", nil)
+	if n := e.bound("first"); n != "a" {
+		t.Fatalf("first bound to %q, want a (ties go to the first by name)", n)
+	}
+	clock.add(5 * time.Second)
+	e.renew("b") // seen before or after second arrives: either way second waits for it
+	e.vmi("second", "1", "1Gi", nil)
+	if n := e.bound("second"); n != "b" {
+		t.Fatalf("second bound to %q, want b: a is silent", n)
+	}
+	e.updateNode("b", cordoned)
+	e.vmi("third", "1", "1Gi", nil)
+	want := "0/2 nodes are available: 1 node(s) had not renewed their lease lately, 1 node(s) were unschedulable."
+	if msg := e.unschedulable("third"); msg != want {
+		t.Fatalf("PodScheduled message = %q, want %q", msg, want)
+	}
+	e.renew("a")
+	if n := e.bound("third"); n != "a" {
+		t.Fatalf("third bound to %q after a renewed, want a", n)
 	}
 }
