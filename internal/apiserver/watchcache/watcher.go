@@ -126,7 +126,14 @@ func (w *Watcher) closeLocked(err error) {
 // returns early with interrupted set and no event.
 func (w *Watcher) Next(ctx context.Context, interrupt <-chan time.Time) (ev Event, ok, interrupted bool) {
 	if len(w.initial) > 0 {
-		ev, w.initial = w.initial[0], w.initial[1:]
+		// Clear the slot handed out, and drop the backing array once it is
+		// consumed: a watcher started with every object must not keep
+		// them all alive for its whole life.
+		ev, w.initial[0] = w.initial[0], Event{}
+		w.initial = w.initial[1:]
+		if len(w.initial) == 0 {
+			w.initial = nil
+		}
 		return ev, true, false
 	}
 	select {
