@@ -30,6 +30,22 @@ func (cl *cluster) running(names ...string) map[string]string {
 	return uids
 }
 
+// runningFleet starts two agent processes and, on them, three Always VMs
+// and a started Manual one, named prefix-0..2 and prefix-manual, and
+// returns their VMI UIDs once all run.
+func (cl *cluster) runningFleet(prefix string) map[string]string {
+	cl.t.Helper()
+	cl.startAgentProcess("node-1")
+	cl.startAgentProcess("node-2")
+	names := []string{prefix + "-0", prefix + "-1", prefix + "-2", prefix + "-manual"}
+	for _, n := range names[:3] {
+		cl.create(newVM(n, v1.RunStrategyAlways, nil))
+	}
+	cl.create(newVM(prefix+"-manual", v1.RunStrategyManual, nil))
+	cl.mustVigil("start", prefix+"-manual")
+	return cl.running(names...)
+}
+
 // checkUndisturbed fails the test unless every VM still runs the VMI it
 // had, no guest ever stopped, and every node is Ready.
 func (cl *cluster) checkUndisturbed(uids map[string]string) {
@@ -85,15 +101,7 @@ func TestControlPlaneFailover(t *testing.T) {
 		other = b
 	}
 	cl := processCluster(t, dir, leader.url+","+other.url)
-	cl.startAgentProcess("node-1")
-	cl.startAgentProcess("node-2")
-	names := []string{"cp-0", "cp-1", "cp-2", "cp-manual"}
-	for _, n := range names[:3] {
-		cl.create(newVM(n, v1.RunStrategyAlways, nil))
-	}
-	cl.create(newVM("cp-manual", v1.RunStrategyManual, nil))
-	cl.mustVigil("start", "cp-manual")
-	uids := cl.running(names...)
+	uids := cl.runningFleet("cp")
 
 	leader.kill()
 	killed := time.Now()
@@ -118,8 +126,8 @@ func TestControlPlaneFailover(t *testing.T) {
 	cl.checkUndisturbed(uids)
 	list, err := cl.c.VirtualMachines(v1.DefaultNamespace).List(context.Background(), client.ListOptions{})
 	must(t, err)
-	if len(list.Items) != len(names)+2 {
-		t.Errorf("%d VMs after the faults, want %d", len(list.Items), len(names)+2)
+	if len(list.Items) != len(uids)+2 {
+		t.Errorf("%d VMs after the faults, want %d", len(list.Items), len(uids)+2)
 	}
 	// The cluster still acts: a stop goes through.
 	cl.mustVigil("stop", "cp-manual")
@@ -135,15 +143,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	addr := freePort(t)
 	s := startServer(t, dir, "server", addr, "--no-agent")
 	cl := processCluster(t, dir, s.url)
-	cl.startAgentProcess("node-1")
-	cl.startAgentProcess("node-2")
-	names := []string{"re-0", "re-1", "re-2", "re-manual"}
-	for _, n := range names[:3] {
-		cl.create(newVM(n, v1.RunStrategyAlways, nil))
-	}
-	cl.create(newVM("re-manual", v1.RunStrategyManual, nil))
-	cl.mustVigil("start", "re-manual")
-	uids := cl.running(names...)
+	uids := cl.runningFleet("re")
 
 	s.kill()
 	killed := time.Now()

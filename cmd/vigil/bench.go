@@ -37,23 +37,18 @@ report.json, report.md and latency.png to --out, and prints the markdown.`,
 			}
 			cfg.Binary = self
 			if quick {
+				// The small run's sizes, for every flag not given explicitly.
 				q := bench.Quick()
-				for _, f := range []string{"nodes", "vms", "paced-vms", "steady-window", "write-starts", "churn-duration"} {
-					if !cmd.Flags().Changed(f) {
-						switch f {
-						case "nodes":
-							cfg.Nodes = q.Nodes
-						case "vms":
-							cfg.VMs = q.VMs
-						case "paced-vms":
-							cfg.PacedVMs = q.PacedVMs
-						case "steady-window":
-							cfg.SteadyWindow = q.SteadyWindow
-						case "write-starts":
-							cfg.WriteStarts = q.WriteStarts
-						case "churn-duration":
-							cfg.ChurnDuration = q.ChurnDuration
-						}
+				for flag, set := range map[string]func(){
+					"nodes":          func() { cfg.Nodes = q.Nodes },
+					"vms":            func() { cfg.VMs = q.VMs },
+					"paced-vms":      func() { cfg.PacedVMs = q.PacedVMs },
+					"steady-window":  func() { cfg.SteadyWindow = q.SteadyWindow },
+					"write-starts":   func() { cfg.WriteStarts = q.WriteStarts },
+					"churn-duration": func() { cfg.ChurnDuration = q.ChurnDuration },
+				} {
+					if !cmd.Flags().Changed(flag) {
+						set()
 					}
 				}
 			}
