@@ -278,9 +278,10 @@ func TestCrashLoop(t *testing.T) {
 		t.Errorf("delays did not grow: %v", delays)
 	}
 	// Fix the template: the next start succeeds and the record is cleared.
-	vm := cl.vm("loop")
-	delete(vm.Spec.Template.ObjectMeta.Annotations, "sim.vigil.dev/fail-start")
-	_, err := cl.c.VirtualMachines(v1.DefaultNamespace).Update(context.Background(), vm, client.WriteOptions{})
+	// A merge patch, not a read and an update: the controller writes the
+	// VM's status meanwhile, and an update would race it into a conflict.
+	patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"sim.vigil.dev/fail-start":null}}}}}`)
+	_, err := cl.c.VirtualMachines(v1.DefaultNamespace).Patch(context.Background(), "loop", client.MergePatch, patch, "", client.WriteOptions{})
 	must(t, err)
 	cl.waitStatus("loop", v1.VirtualMachineStatusRunning, 60*time.Second)
 	cl.waitFor("the start-failure record to be cleared", wait, func() (bool, error) {
