@@ -382,6 +382,16 @@ func (r *VMIs) SoftReboot(ctx context.Context, name string) error {
 	return r.subresource(ctx, name, "softreboot", nil)
 }
 
+// CreateOnNode creates vmi already scheduled to node (the nodeName
+// parameter), saving the scheduler's binding write. The node must exist.
+func (r *VMIs) CreateOnNode(ctx context.Context, vmi *v1.VirtualMachineInstance, node string, opts WriteOptions) (*v1.VirtualMachineInstance, error) {
+	q := opts.query()
+	q.Set("nodeName", node)
+	var out *v1.VirtualMachineInstance
+	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: q, body: vmi, out: &out})
+	return out, err
+}
+
 // ConsolePath is the API path of a VMI's serial console (a websocket).
 func (r *VMIs) ConsolePath(name string) string {
 	return subBase + "/namespaces/" + url.PathEscape(r.ns) + "/virtualmachineinstances/" + url.PathEscape(name) + "/console"

@@ -72,6 +72,7 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	log := testLogger(t)
 	s, err := server.Start(context.Background(), server.Config{
 		DataDir: filepath.Join(dir, "server"), Listen: "127.0.0.1:0", EtcdUnsafeNoFsync: !o.fsync, Log: log,
+		ControllerFinalizers: !o.noControllers,
 	})
 	if err != nil {
 		t.Fatalf("starting the server: %v", err)
@@ -218,6 +219,16 @@ func (cl *cluster) mustVigil(args ...string) string {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
+// waitEventAbout waits for an event about the named object with reason (events
+// are written asynchronously, after the change they report).
+func (cl *cluster) waitEventAbout(name, reason string, timeout time.Duration) {
+	cl.t.Helper()
+	cl.waitFor(fmt.Sprintf("a %s event about %s", reason, name), timeout, func() (bool, error) {
+		evs, err := cl.c.Events(v1.DefaultNamespace).List(context.Background(), client.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
+		return err == nil && len(evs.Items) > 0, err
+	})
+}
+
 func (cl *cluster) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
 	cl.t.Helper()
 	deadline := time.Now().Add(timeout)

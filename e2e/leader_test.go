@@ -143,8 +143,17 @@ func TestTwoServersOneLeader(t *testing.T) {
 	first := cl.vmi("led")
 
 	// The controllers run once: one SuccessfulCreate event, counted once.
-	evs, err := c.Events(v1.DefaultNamespace).List(context.Background(), client.ListOptions{FieldSelector: "involvedObject.name=led,reason=SuccessfulCreate"})
-	must(t, err)
+	// Events are written asynchronously: wait for it, then make sure no
+	// second one follows.
+	var evs *client.List[*v1.Event]
+	listCreated := func() (bool, error) {
+		var err error
+		evs, err = c.Events(v1.DefaultNamespace).List(context.Background(), client.ListOptions{FieldSelector: "involvedObject.name=led,reason=SuccessfulCreate"})
+		return err == nil && len(evs.Items) > 0, err
+	}
+	cl.waitFor("the SuccessfulCreate event", wait, listCreated)
+	time.Sleep(time.Second)
+	_, _ = listCreated()
 	if len(evs.Items) != 1 || evs.Items[0].Count != 1 {
 		t.Fatalf("want one SuccessfulCreate event, got %d", len(evs.Items))
 	}

@@ -233,11 +233,7 @@ func TestGracefulAndForcedStop(t *testing.T) {
 		t.Errorf("the guest was killed after %s, before its grace period of %ds", el, grace)
 	}
 	cl.waitNoVMI("stubborn", wait)
-	evs, err := cl.c.Events(v1.DefaultNamespace).List(context.Background(), client.ListOptions{FieldSelector: "involvedObject.name=stubborn,reason=" + v1.ReasonGracePeriodExpired})
-	must(t, err)
-	if len(evs.Items) == 0 {
-		t.Error("no GracePeriodExpired event")
-	}
+	cl.waitEventAbout("stubborn", v1.ReasonGracePeriodExpired, wait)
 
 	vm = newVM("forced", v1.RunStrategyManual, map[string]string{"sim.vigil.dev/ignore-acpi": "true"})
 	long := int64(600)
@@ -247,11 +243,7 @@ func TestGracefulAndForcedStop(t *testing.T) {
 	cl.waitStatus("forced", v1.VirtualMachineStatusRunning, wait)
 	cl.mustVigil("stop", "forced", "--force", "--grace-period", "0")
 	cl.waitNoVMI("forced", 15*time.Second)
-	evs, err = cl.c.Events(v1.DefaultNamespace).List(context.Background(), client.ListOptions{FieldSelector: "involvedObject.name=forced,reason=" + v1.ReasonStopped})
-	must(t, err)
-	if len(evs.Items) == 0 {
-		t.Error("a forced stop did not end Succeeded/Stopped")
-	}
+	cl.waitEventAbout("forced", v1.ReasonStopped, wait) // a forced stop ends Succeeded/Stopped
 }
 
 // TestCrashLoop: an Always VM whose guest never starts shows

@@ -408,3 +408,42 @@ func (s *VirtualMachineInstanceStatus) Condition(t VirtualMachineInstanceConditi
 	}
 	return nil
 }
+
+// SetPhase moves the VMI to phase p, recording when it did; setting the
+// current phase again changes nothing.
+func (s *VirtualMachineInstanceStatus) SetPhase(p VirtualMachineInstancePhase, now metav1.Time) {
+	if s.Phase == p {
+		return
+	}
+	s.Phase = p
+	s.PhaseTransitionTimestamps = append(s.PhaseTransitionTimestamps, VirtualMachineInstancePhaseTransitionTimestamp{Phase: p, PhaseTransitionTimestamp: now})
+}
+
+// SetCondition sets a condition, replacing one of the same type. Its
+// LastTransitionTime is now when its status changed and kept otherwise.
+func (s *VirtualMachineInstanceStatus) SetCondition(c VirtualMachineInstanceCondition, now metav1.Time) {
+	for i := range s.Conditions {
+		old := &s.Conditions[i]
+		if old.Type != c.Type {
+			continue
+		}
+		if old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		} else {
+			c.LastTransitionTime = now
+		}
+		c.LastProbeTime = old.LastProbeTime
+		*old = c
+		return
+	}
+	c.LastTransitionTime = now
+	s.Conditions = append(s.Conditions, c)
+}
+
+// Bind records that the VMI was scheduled to node: the scheduler's binding,
+// which the node's agent acts on.
+func (s *VirtualMachineInstanceStatus) Bind(node string, now metav1.Time) {
+	s.NodeName = node
+	s.SetPhase(Scheduling, now)
+	s.SetCondition(VirtualMachineInstanceCondition{Type: VirtualMachineInstancePodScheduled, Status: metav1.ConditionTrue}, now)
+}

@@ -110,16 +110,29 @@ func eventName(ref v1.ObjectReference, eventType, reason, msg, component string)
 	return name + "." + hex.EncodeToString(h[:8])
 }
 
+// writers is how many events a recorder writes at once. The API server
+// commits events in batches, so one write waits for its batch; several in
+// flight keep a busy controller's events from queueing up behind each other.
+const writers = 64
+
 // Run writes queued events until ctx ends.
 func (r *Recorder) Run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-r.queue:
-			r.write(ctx, ev)
-		}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev := <-r.queue:
+					r.write(ctx, ev)
+				}
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // Dropped returns how many events were dropped because the queue was full.

@@ -122,6 +122,7 @@ func (o *serverOptions) complete() error {
 	}
 	o.agent.stateDir = filepath.Join(o.cfg.DataDir, "agent")
 	o.cfg.Version = version
+	o.cfg.ControllerFinalizers = true // every vigil server runs the controllers (when it leads)
 	return nil
 }
 

@@ -343,11 +343,11 @@ func (r *runner) act(ctx context.Context, vmi *v1.VirtualMachineInstance) driver
 func (r *runner) finish(ctx context.Context, vmi *v1.VirtualMachineInstance, phase v1.VirtualMachineInstancePhase, reason, msg string, cond *v1.VirtualMachineInstanceCondition) bool {
 	next := vmi.DeepCopy()
 	now := metav1.NewTime(r.a.cfg.Now()).Rfc3339Copy()
-	setPhase(&next.Status, phase, now)
+	next.Status.SetPhase(phase, now)
 	next.Status.Reason, next.Status.Message = reason, msg
-	setCondition(&next.Status, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionFalse, Reason: v1.GuestNotRunningReason, Message: "the guest is not running"}, now)
+	next.Status.SetCondition(v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionFalse, Reason: v1.GuestNotRunningReason, Message: "the guest is not running"}, now)
 	if cond != nil {
-		setCondition(&next.Status, *cond, now)
+		next.Status.SetCondition(*cond, now)
 	}
 	updated, err := r.a.cfg.Client.VirtualMachineInstances(vmi.Namespace).UpdateStatus(ctx, next, client.WriteOptions{})
 	if err != nil {
@@ -405,23 +405,23 @@ func (r *runner) desiredStatus(vmi *v1.VirtualMachineInstance, gs driver.State, 
 	now := metav1.NewTime(nowT).Rfc3339Copy()
 	switch gs.Phase {
 	case driver.Booting:
-		setPhase(st, v1.Scheduled, now)
-		setCondition(st, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionFalse, Reason: v1.GuestNotRunningReason, Message: "the guest is booting"}, now)
+		st.SetPhase(v1.Scheduled, now)
+		st.SetCondition(v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionFalse, Reason: v1.GuestNotRunningReason, Message: "the guest is booting"}, now)
 	case driver.Running:
 		if st.Phase != v1.Scheduled && !hasPhase(st, v1.Scheduled) {
-			setPhase(st, v1.Scheduled, now)
+			st.SetPhase(v1.Scheduled, now)
 		}
-		setPhase(st, v1.Running, now)
-		setCondition(st, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionTrue}, now)
+		st.SetPhase(v1.Running, now)
+		st.SetCondition(v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionTrue}, now)
 		st.Reason, st.Message = "", ""
 	case driver.Exited:
 		phase, reason, msg := r.outcome(vmi, gs.Exit)
-		setPhase(st, phase, now)
+		st.SetPhase(phase, now)
 		st.Reason, st.Message = reason, msg
-		setCondition(st, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionFalse, Reason: v1.GuestNotRunningReason, Message: "the guest is not running"}, now)
+		st.SetCondition(v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstanceReady, Status: metav1.ConditionFalse, Reason: v1.GuestNotRunningReason, Message: "the guest is not running"}, now)
 	}
 	if gs.Phase == driver.Running && gs.Paused {
-		setCondition(st, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstancePaused, Status: metav1.ConditionTrue, Reason: v1.PausedByUserReason, Message: "VMI was paused by user"}, now)
+		st.SetCondition(v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstancePaused, Status: metav1.ConditionTrue, Reason: v1.PausedByUserReason, Message: "VMI was paused by user"}, now)
 	} else {
 		removeCondition(st, v1.VirtualMachineInstancePaused)
 	}
@@ -450,33 +450,6 @@ func hasPhase(st *v1.VirtualMachineInstanceStatus, p v1.VirtualMachineInstancePh
 		}
 	}
 	return false
-}
-
-func setPhase(st *v1.VirtualMachineInstanceStatus, p v1.VirtualMachineInstancePhase, now metav1.Time) {
-	if st.Phase == p {
-		return
-	}
-	st.Phase = p
-	st.PhaseTransitionTimestamps = append(st.PhaseTransitionTimestamps, v1.VirtualMachineInstancePhaseTransitionTimestamp{Phase: p, PhaseTransitionTimestamp: now})
-}
-
-func setCondition(st *v1.VirtualMachineInstanceStatus, c v1.VirtualMachineInstanceCondition, now metav1.Time) {
-	for i := range st.Conditions {
-		old := &st.Conditions[i]
-		if old.Type != c.Type {
-			continue
-		}
-		if old.Status == c.Status {
-			c.LastTransitionTime = old.LastTransitionTime
-		} else {
-			c.LastTransitionTime = now
-		}
-		c.LastProbeTime = old.LastProbeTime
-		*old = c
-		return
-	}
-	c.LastTransitionTime = now
-	st.Conditions = append(st.Conditions, c)
 }
 
 func removeCondition(st *v1.VirtualMachineInstanceStatus, t v1.VirtualMachineInstanceConditionType) {

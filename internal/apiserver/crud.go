@@ -101,7 +101,11 @@ func (s *Server) create(r *resource) handlerFunc {
 		if obj.GetResourceVersion() != "" {
 			return badRequest("metadata.resourceVersion must not be set on objects to be created")
 		}
-		out, warnings, err := s.createObject(req.Context(), r, obj, dry)
+		node, err := nodeNameParam(r, req)
+		if err != nil {
+			return err
+		}
+		out, warnings, err := s.createObject(req.Context(), r, obj, dry, node)
 		if err != nil {
 			return err
 		}
@@ -111,8 +115,14 @@ func (s *Server) create(r *resource) handlerFunc {
 	}
 }
 
-// createObject prepares, validates and stores a new object.
-func (s *Server) createObject(ctx context.Context, r *resource, obj object, dry bool) (object, []string, error) {
+// createObject prepares, validates and stores a new object. A VMI with a
+// node is created already scheduled to it.
+func (s *Server) createObject(ctx context.Context, r *resource, obj object, dry bool, node string) (object, []string, error) {
+	if node != "" {
+		if err := s.nodeExists(ctx, node, obj.GetName()); err != nil {
+			return nil, nil, err
+		}
+	}
 	generated := obj.GetName() == "" && obj.GetGenerateName() != ""
 	for attempt := 0; ; attempt++ {
 		if generated {
@@ -134,6 +144,13 @@ func (s *Server) createObject(ctx context.Context, r *resource, obj object, dry 
 			// The node agent lets a VMI go only when its guest is gone.
 			vmi.Finalizers = append(vmi.Finalizers, v1.AgentFinalizer)
 		}
+		if vmi, ok := obj.(*v1.VirtualMachineInstance); ok && node != "" {
+			vmi.Status.Bind(node, metav1.NewTime(s.now()).Rfc3339Copy())
+		}
+		if vm, ok := obj.(*v1.VirtualMachine); ok && s.cfg.ControllerFinalizers && !slices.Contains(vm.Finalizers, v1.VirtualMachineControllerFinalizer) {
+			// What the VM controller's first pass would add, saving it a write.
+			vm.Finalizers = append(vm.Finalizers, v1.VirtualMachineControllerFinalizer)
+		}
 		errs, warnings := r.validate(obj)
 		errs = append(errs, validateMeta(obj)...)
 		if len(errs) > 0 {
@@ -152,7 +169,11 @@ func (s *Server) createObject(ctx context.Context, r *resource, obj object, dry 
 		if err != nil {
 			return nil, nil, err
 		}
-		kv, err := s.store.Create(ctx, r.key(obj.GetNamespace(), obj.GetName()), data, r.ttl)
+		create := s.store.Create
+		if r.batched {
+			create = s.store.CreateBatched
+		}
+		kv, err := create(ctx, r.key(obj.GetNamespace(), obj.GetName()), data, r.ttl)
 		if store.IsExists(err) && generated && attempt < 5 {
 			continue
 		}

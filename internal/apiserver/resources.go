@@ -33,6 +33,11 @@ type resource struct {
 	hasStatus bool
 	// ttl makes objects expire on their own (Events).
 	ttl time.Duration
+	// batched: creates are group-committed, several to an etcd transaction,
+	// so objects created together share a resourceVersion. For Events,
+	// which are many, written by the controllers and agents on every
+	// lifecycle step, and never read back at once.
+	batched bool
 
 	newObj func() object
 	// validate applies admission rules; it returns errors and warnings.
@@ -169,7 +174,7 @@ func resources(eventTTL time.Duration) []*resource {
 	events := &resource{
 		group: "", version: v1.Version, plural: "events", singular: "event",
 		kind: v1.KindEvent, listKind: v1.KindEventList, shortNames: []string{"ev"},
-		namespaced: true, ttl: eventTTL,
+		namespaced: true, ttl: eventTTL, batched: true,
 		newObj: func() object { return &v1.Event{} },
 		validate: func(o object) (field.ErrorList, []string) {
 			return v1.ValidateEvent(o.(*v1.Event)), nil

@@ -44,6 +44,12 @@ type Config struct {
 	WatchHistory int
 	// EventTTL is how long Events live (default 1h).
 	EventTTL time.Duration
+	// ControllerFinalizers: new VMs get the VM controller's finalizer at
+	// create, as the controller's first pass would add it, saving a write
+	// per VM. Set it when Vigil's controllers run against this etcd (vigil
+	// server always runs them); without the controllers, a VM with the
+	// finalizer could never finish deleting.
+	ControllerFinalizers bool
 	// GCSweepInterval is how often the garbage collector looks for
 	// dependents whose owners are all gone (default 1m); deletions of owners
 	// are acted on as they happen.

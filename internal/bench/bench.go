@@ -404,25 +404,29 @@ func (r *run) writes(ctx context.Context) error {
 		return err
 	}
 	time.Sleep(3 * time.Second) // status writes that trail Running
-	counts := w.snapshot()
+	keys, txns := w.snapshot()
 	window := time.Since(t0)
 	per := map[string]float64{}
-	beyond := 0
+	beyondKeys, beyondTxns := 0, 0
 	for _, k := range []string{"VirtualMachine", "VirtualMachineInstance", "Event"} {
-		c := counts[k]
+		c, t := keys[k], txns[k]
 		if k == "VirtualMachine" {
 			c -= n // the user's own creates
+			t -= n
 		}
 		per[k] = float64(c) / float64(n)
-		beyond += c
+		beyondKeys += c
+		beyondTxns += t
 	}
 	r.rep.Writes = &WritesResult{
 		Starts: n, PerStart: per,
-		BeyondCreatePerStart:         float64(beyond) / float64(n),
-		BeyondCreatePerStartNoEvents: float64(beyond-counts["Event"]) / float64(n),
-		LeaseWritesPerSecond:         float64(counts["Lease"]) / window.Seconds(),
-		NodeWrites:                   counts["Node"],
-		CeilingStartsPerSecond:       etcdCeiling / max(float64(beyond)/float64(n)+1, 1),
+		BeyondCreatePerStart:         float64(beyondTxns) / float64(n),
+		KeysBeyondCreatePerStart:     float64(beyondKeys) / float64(n),
+		BeyondCreatePerStartNoEvents: float64(beyondKeys-keys["Event"]) / float64(n),
+		EventTransactionsPerStart:    float64(txns["Event"]) / float64(n),
+		LeaseWritesPerSecond:         float64(keys["Lease"]) / window.Seconds(),
+		NodeWrites:                   keys["Node"],
+		CeilingStartsPerSecond:       etcdCeiling / max(float64(beyondTxns)/float64(n)+1, 1),
 	}
 	return nil
 }

@@ -10,19 +10,22 @@ import (
 )
 
 // writeCounter counts the writes the control plane stores, by kind, from
-// watches of every resource: each watch event but a bookmark is one etcd
-// write (the store skips writes that change nothing, so none is missed or
-// double counted).
+// watches of every resource: each watch event but a bookmark is one key
+// written (the store skips writes that change nothing, so none is missed or
+// double counted). It also counts the distinct resourceVersions, which are
+// etcd revisions: one per transaction, however many keys it wrote (the API
+// server commits Events several to a transaction).
 type writeCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
+	revs   map[string]map[string]struct{}
 	stop   []func()
 	wg     sync.WaitGroup
 }
 
 // startWriteCounter starts counting from now.
 func startWriteCounter(ctx context.Context, c *client.Client) (*writeCounter, error) {
-	w := &writeCounter{counts: map[string]int{}}
+	w := &writeCounter{counts: map[string]int{}, revs: map[string]map[string]struct{}{}}
 	if err := countKind(ctx, w, "VirtualMachine", c.VirtualMachines("").Resource); err != nil {
 		return nil, err
 	}
@@ -62,21 +65,29 @@ func countKind[T client.Object](ctx context.Context, w *writeCounter, kind strin
 			}
 			w.mu.Lock()
 			w.counts[kind]++
+			if w.revs[kind] == nil {
+				w.revs[kind] = map[string]struct{}{}
+			}
+			w.revs[kind][ev.Object.GetResourceVersion()] = struct{}{}
 			w.mu.Unlock()
 		}
 	})
 	return nil
 }
 
-// snapshot returns the counts so far.
-func (w *writeCounter) snapshot() map[string]int {
+// snapshot returns the keys written and the transactions (distinct
+// revisions) so far, by kind.
+func (w *writeCounter) snapshot() (keys, txns map[string]int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make(map[string]int, len(w.counts))
+	keys, txns = make(map[string]int, len(w.counts)), make(map[string]int, len(w.revs))
 	for k, v := range w.counts {
-		out[k] = v
+		keys[k] = v
 	}
-	return out
+	for k, v := range w.revs {
+		txns[k] = len(v)
+	}
+	return keys, txns
 }
 
 func (w *writeCounter) close() {

@@ -1,6 +1,8 @@
 // Package controlplane runs Vigil's controllers together against the API:
-// the VM controller, the scheduler and the node-health controller. The server
-// runs it only while it holds the controllers' leadership.
+// the VM controller, the scheduler and the node-health controller, sharing
+// one set of informers, with the scheduler placing the VM controller's new
+// VMIs as they are created. The server runs it only while it holds the
+// controllers' leadership.
 package controlplane
 
 import (
@@ -11,6 +13,7 @@ import (
 
 	"github.com/vigil-vm/vigil/client"
 	"github.com/vigil-vm/vigil/client/record"
+	"github.com/vigil-vm/vigil/internal/controller/caches"
 	"github.com/vigil-vm/vigil/internal/controller/nodehealth"
 	"github.com/vigil-vm/vigil/internal/controller/scheduler"
 	"github.com/vigil-vm/vigil/internal/controller/vm"
@@ -46,19 +49,23 @@ func Run(ctx context.Context, cfg Config) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
+	// One set of informers for all three controllers; every controller
+	// adds its handlers in New, before the informers run.
+	shared := caches.New(cfg.Client, cfg.Log)
 	vmRec := record.New(cfg.Client, "vm-controller", cfg.Host, cfg.Log)
 	schedRec := record.New(cfg.Client, "scheduler", cfg.Host, cfg.Log)
-	start(vmRec.Run)
-	start(schedRec.Run)
-	start(vm.New(vm.Config{
-		Client: cfg.Client, Recorder: vmRec, BackoffBase: cfg.CrashLoopBaseDelay, BackoffMax: cfg.CrashLoopMaxDelay,
-		Workers: cfg.Workers, Log: cfg.Log,
-	}).Run)
-	start(scheduler.New(scheduler.Config{Client: cfg.Client, Recorder: schedRec, Workers: cfg.Workers, Log: cfg.Log}).Run)
 	healthRec := record.New(cfg.Client, "node-health", cfg.Host, cfg.Log)
-	start(healthRec.Run)
-	start(nodehealth.New(nodehealth.Config{
+	sched := scheduler.New(scheduler.Config{Client: cfg.Client, Recorder: schedRec, Workers: cfg.Workers, Log: cfg.Log, Caches: shared})
+	vms := vm.New(vm.Config{
+		Client: cfg.Client, Recorder: vmRec, BackoffBase: cfg.CrashLoopBaseDelay, BackoffMax: cfg.CrashLoopMaxDelay,
+		Workers: cfg.Workers, Log: cfg.Log, Caches: shared, Placer: sched,
+	})
+	health := nodehealth.New(nodehealth.Config{
 		Client: cfg.Client, Recorder: healthRec, NodeLostAfter: cfg.NodeLostAfter, FenceCommand: cfg.FenceCommand, Log: cfg.Log,
-	}).Run)
+		Caches: shared,
+	})
+	for _, run := range []func(context.Context){vmRec.Run, schedRec.Run, healthRec.Run, shared.Run, vms.Run, sched.Run, health.Run} {
+		start(run)
+	}
 	wg.Wait()
 }

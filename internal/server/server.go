@@ -46,8 +46,11 @@ type Config struct {
 
 	// CompactionInterval is how often etcd history is compacted (0: 1m).
 	CompactionInterval time.Duration
-	Version            string
-	Log                *slog.Logger
+	// ControllerFinalizers: new VMs get the VM controller's finalizer at
+	// create (see apiserver.Config). Set it when the controllers run.
+	ControllerFinalizers bool
+	Version              string
+	Log                  *slog.Logger
 }
 
 // Server is a running server process.
@@ -87,7 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}()
 	s.API = apiserver.New(apiserver.Config{
 		Store: store.New(s.etcd), Log: cfg.Log, Token: cfg.Token, Version: cfg.Version,
-		CompactionInterval: cfg.CompactionInterval,
+		CompactionInterval: cfg.CompactionInterval, ControllerFinalizers: cfg.ControllerFinalizers,
 	})
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

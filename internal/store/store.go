@@ -28,11 +28,14 @@ type KV struct {
 type Store struct {
 	c      *clientv3.Client
 	leases *leaseManager
+	batch  batcher
 }
 
 // New returns a Store on an etcd client. The caller keeps ownership of c.
 func New(c *clientv3.Client) *Store {
-	return &Store{c: c, leases: newLeaseManager(c)}
+	s := &Store{c: c, leases: newLeaseManager(c)}
+	s.batch = batcher{s: s, linger: batchLinger}
+	return s
 }
 
 // Client returns the etcd client, for the leader election of the controllers.
@@ -131,7 +134,6 @@ func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
 // Create stores value at key if the key does not exist. With ttl > 0 the
 // key expires on its own after about ttl (at most 10% later).
 func (s *Store) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (KV, error) {
-	var putOpts []clientv3.OpOption
 	var lease clientv3.LeaseID
 	if ttl > 0 {
 		id, err := s.leases.leaseFor(ctx, ttl)
@@ -139,7 +141,16 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, ttl time.D
 			return KV{}, translate(err, key)
 		}
 		lease = id
-		putOpts = append(putOpts, clientv3.WithLease(id))
+	}
+	return s.create(ctx, key, value, lease)
+}
+
+// create stores value at key, attached to lease (0: none), if the key does
+// not exist.
+func (s *Store) create(ctx context.Context, key string, value []byte, lease clientv3.LeaseID) (KV, error) {
+	var putOpts []clientv3.OpOption
+	if lease != 0 {
+		putOpts = append(putOpts, clientv3.WithLease(lease))
 	}
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).

@@ -34,6 +34,7 @@ import (
 	"github.com/vigil-vm/vigil/client/informer"
 	"github.com/vigil-vm/vigil/client/record"
 	"github.com/vigil-vm/vigil/internal/controller"
+	"github.com/vigil-vm/vigil/internal/controller/caches"
 )
 
 // Defaults.
@@ -65,6 +66,9 @@ type Config struct {
 	Log          *slog.Logger
 	// Now is the controller's clock; it must be monotonic (time.Now is).
 	Now func() time.Time
+	// Caches are the informers shared with the other controllers, run by
+	// the caller; nil: the controller makes and runs its own.
+	Caches *caches.Caches
 }
 
 // Controller is the node-health controller.
@@ -75,6 +79,9 @@ type Controller struct {
 	leases *informer.Informer[*v1.Lease]
 	vmis   *informer.Informer[*v1.VirtualMachineInstance]
 	ctrl   *controller.Controller
+
+	caches    *caches.Caches
+	ownCaches bool
 
 	mu    sync.Mutex
 	nodeS map[string]*nodeState
@@ -109,9 +116,11 @@ func New(cfg Config) *Controller {
 		cfg.FenceTimeout = DefaultFenceTimeout
 	}
 	c := &Controller{cfg: cfg, log: cfg.Log.With("controller", "node-health"), nodeS: map[string]*nodeState{}}
-	c.nodes = informer.New[*v1.Node](cfg.Client.Nodes(), client.ListOptions{}, cfg.Log)
-	c.leases = informer.New[*v1.Lease](cfg.Client.Leases(v1.NodeLeaseNamespace), client.ListOptions{}, cfg.Log)
-	c.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
+	c.caches = cfg.Caches
+	if c.caches == nil {
+		c.caches, c.ownCaches = caches.New(cfg.Client, cfg.Log), true
+	}
+	c.nodes, c.leases, c.vmis = c.caches.Nodes, c.caches.Leases, c.caches.VMIs
 	c.vmis.AddIndex("node", func(vmi *v1.VirtualMachineInstance) []string {
 		if vmi.Status.NodeName == "" {
 			return nil
@@ -131,17 +140,10 @@ func New(cfg Config) *Controller {
 	return c
 }
 
-// Run runs the informers and the workers until ctx ends.
+// Run runs the workers (and the informers, when they are the controller's
+// own) until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){c.nodes.Run, c.leases.Run, c.vmis.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); run(ctx) }()
-	}
-	if c.nodes.WaitForSync(ctx) == nil && c.leases.WaitForSync(ctx) == nil && c.vmis.WaitForSync(ctx) == nil {
-		c.ctrl.Run(ctx)
-	}
-	wg.Wait()
+	c.caches.RunWith(ctx, c.ownCaches, c.ctrl.Run)
 }
 
 // state returns the node's state, starting its clock now if it is new.

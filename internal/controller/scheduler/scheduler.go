@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-vm/vigil/client/informer"
 	"github.com/vigil-vm/vigil/client/record"
 	"github.com/vigil-vm/vigil/internal/controller"
+	"github.com/vigil-vm/vigil/internal/controller/caches"
 )
 
 // Config configures the scheduler.
@@ -32,6 +33,9 @@ type Config struct {
 	// about to be declared lost, and a VMI bound to it would fail with it
 	// (default 3s, three renew intervals).
 	SilentAfter time.Duration
+	// Caches are the informers shared with the other controllers, run by
+	// the caller; nil: the scheduler makes and runs its own.
+	Caches *caches.Caches
 }
 
 // Scheduler is the VMI scheduler.
@@ -61,6 +65,9 @@ type Scheduler struct {
 	// scheduler's clock (guarded by mu).
 	renewed map[string]time.Time
 	leases  *informer.Informer[*v1.Lease]
+
+	caches    *caches.Caches
+	ownCaches bool
 }
 
 type assumption struct {
@@ -81,14 +88,16 @@ func New(cfg Config) *Scheduler {
 	}
 	s := &Scheduler{cfg: cfg, log: cfg.Log.With("controller", "scheduler"),
 		used: map[string]request{}, assumed: map[string]assumption{}, waiting: map[string]struct{}{}, renewed: map[string]time.Time{}}
-	s.leases = informer.New[*v1.Lease](cfg.Client.Leases(v1.NodeLeaseNamespace), client.ListOptions{}, cfg.Log)
+	s.caches = cfg.Caches
+	if s.caches == nil {
+		s.caches, s.ownCaches = caches.New(cfg.Client, cfg.Log), true
+	}
+	s.leases, s.vmis, s.nodes = s.caches.Leases, s.caches.VMIs, s.caches.Nodes
 	s.leases.AddHandler(informer.Handler[*v1.Lease]{
 		OnAdd:    func(l *v1.Lease) { s.leaseRenewed(l.Name) },
 		OnUpdate: func(_, l *v1.Lease) { s.leaseRenewed(l.Name) },
 		OnDelete: func(l *v1.Lease) { s.mu.Lock(); delete(s.renewed, l.Name); s.mu.Unlock() },
 	})
-	s.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
-	s.nodes = informer.New[*v1.Node](cfg.Client.Nodes(), client.ListOptions{}, cfg.Log)
 	s.ctrl = controller.New("scheduler", s.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
 	s.vmis.AddHandler(informer.Handler[*v1.VirtualMachineInstance]{
 		OnAdd:    func(vmi *v1.VirtualMachineInstance) { s.account(nil, vmi) },
@@ -103,17 +112,10 @@ func New(cfg Config) *Scheduler {
 	return s
 }
 
-// Run runs the informers and the workers until ctx ends.
+// Run runs the workers (and the informers, when they are the scheduler's
+// own) until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){s.vmis.Run, s.nodes.Run, s.leases.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); run(ctx) }()
-	}
-	if s.vmis.WaitForSync(ctx) == nil && s.nodes.WaitForSync(ctx) == nil && s.leases.WaitForSync(ctx) == nil {
-		s.ctrl.Run(ctx)
-	}
-	wg.Wait()
+	s.caches.RunWith(ctx, s.ownCaches, s.ctrl.Run)
 }
 
 // live reports whether a VMI holds a reservation on its node.
@@ -287,6 +289,50 @@ func (s *Scheduler) reconcile(ctx context.Context, key string) (controller.Resul
 	return controller.Result{}, nil
 }
 
+// Place chooses a node for a VMI about to be created and reserves its room,
+// as a binding would; "" when none fits now. The VM controller creates the
+// VMI already bound to that node and reports back with Placed. Until the
+// cache shows the VMI, the reservation is an assumption like any binding.
+func (s *Scheduler) Place(vmi *v1.VirtualMachineInstance) string {
+	key := informer.Key(vmi)
+	req := requestOf(vmi)
+	s.pickMu.Lock()
+	defer s.pickMu.Unlock()
+	s.mu.Lock()
+	_, inFlight := s.assumed[key]
+	s.mu.Unlock()
+	if inFlight {
+		return "" // a binding of an earlier VMI of that name is in flight
+	}
+	node, _ := s.pick(vmi, req)
+	if node == "" {
+		return "" // created unbound, the VMI is this scheduler's to place or report
+	}
+	s.mu.Lock()
+	s.assumed[key] = assumption{node: node, req: req}
+	s.used[node] = s.used[node].add(req)
+	s.mu.Unlock()
+	return node
+}
+
+// Placed is the outcome of the create of a VMI that Place put on node: on
+// success it records the Scheduled event; on failure the room is released
+// (if the cache has not already accounted for the VMI).
+func (s *Scheduler) Placed(vmi *v1.VirtualMachineInstance, node string, err error) {
+	if err == nil {
+		s.cfg.Recorder.Eventf(vmi, v1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", vmi.Namespace, vmi.Name, node)
+		return
+	}
+	key := informer.Key(vmi)
+	s.mu.Lock()
+	if a, ok := s.assumed[key]; ok && a.node == node {
+		s.used[a.node] = s.used[a.node].sub(a.req)
+		delete(s.assumed, key)
+	}
+	s.mu.Unlock()
+	s.retryWaiting()
+}
+
 // pick chooses, among the cached nodes and under the current reservations,
 // the node for vmi (see choose).
 func (s *Scheduler) pick(vmi *v1.VirtualMachineInstance, req request) (string, string) {
@@ -371,12 +417,7 @@ func selects(sel, labels map[string]string) bool {
 
 func (s *Scheduler) bind(ctx context.Context, vmi *v1.VirtualMachineInstance, node string) error {
 	next := vmi.DeepCopy()
-	now := metav1.NewTime(s.cfg.Now()).Rfc3339Copy()
-	next.Status.NodeName = node
-	next.Status.Phase = v1.Scheduling
-	next.Status.PhaseTransitionTimestamps = append(next.Status.PhaseTransitionTimestamps,
-		v1.VirtualMachineInstancePhaseTransitionTimestamp{Phase: v1.Scheduling, PhaseTransitionTimestamp: now})
-	setCondition(&next.Status, v1.VirtualMachineInstanceCondition{Type: v1.VirtualMachineInstancePodScheduled, Status: metav1.ConditionTrue, LastTransitionTime: now})
+	next.Status.Bind(node, metav1.NewTime(s.cfg.Now()).Rfc3339Copy())
 	if _, err := s.cfg.Client.VirtualMachineInstances(vmi.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
 		return fmt.Errorf("binding VMI %s/%s to %s: %w", vmi.Namespace, vmi.Name, node, err)
 	}
@@ -390,10 +431,9 @@ func (s *Scheduler) markUnschedulable(ctx context.Context, vmi *v1.VirtualMachin
 	}
 	next := vmi.DeepCopy()
 	next.Status.Phase = v1.Pending
-	setCondition(&next.Status, v1.VirtualMachineInstanceCondition{
+	next.Status.SetCondition(v1.VirtualMachineInstanceCondition{
 		Type: v1.VirtualMachineInstancePodScheduled, Status: metav1.ConditionFalse, Reason: v1.UnschedulableReason, Message: why,
-		LastTransitionTime: metav1.NewTime(s.cfg.Now()).Rfc3339Copy(),
-	})
+	}, metav1.NewTime(s.cfg.Now()).Rfc3339Copy())
 	if _, err := s.cfg.Client.VirtualMachineInstances(vmi.Namespace).UpdateStatus(ctx, next, client.WriteOptions{}); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -446,17 +486,4 @@ func jsonList(s []string) string {
 		q[i] = fmt.Sprintf("%q", v)
 	}
 	return "[" + strings.Join(q, ",") + "]"
-}
-
-func setCondition(st *v1.VirtualMachineInstanceStatus, c v1.VirtualMachineInstanceCondition) {
-	for i := range st.Conditions {
-		if st.Conditions[i].Type == c.Type {
-			if st.Conditions[i].Status == c.Status {
-				c.LastTransitionTime = st.Conditions[i].LastTransitionTime
-			}
-			st.Conditions[i] = c
-			return
-		}
-	}
-	st.Conditions = append(st.Conditions, c)
 }

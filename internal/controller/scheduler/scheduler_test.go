@@ -43,8 +43,8 @@ func newEnv(t *testing.T) *env {
 func (e *env) start() { e.startWith(scheduler.Config{}) }
 
 // startWith runs a scheduler configured as cfg (client, recorder and
-// workers filled in).
-func (e *env) startWith(cfg scheduler.Config) {
+// workers filled in) and returns it.
+func (e *env) startWith(cfg scheduler.Config) *scheduler.Scheduler {
 	ctx, cancel := context.WithCancel(bg)
 	rec := record.New(e.c, "scheduler", "test", nil)
 	cfg.Client, cfg.Recorder, cfg.Workers = e.c, rec, 2
@@ -53,6 +53,7 @@ func (e *env) startWith(cfg scheduler.Config) {
 	go func() { rec.Run(ctx); done <- struct{}{} }()
 	go func() { s.Run(ctx); done <- struct{}{} }()
 	e.t.Cleanup(func() { cancel(); <-done; <-done })
+	return s
 }
 
 type nodeOpt func(*v1.Node)
@@ -494,5 +495,57 @@ func TestSilentNodeSkipped(t *testing.T) {
 	e.renew("a")
 	if n := e.bound("third"); n != "a" {
 		t.Fatalf("third bound to %q after a renewed, want a", n)
+	}
+}
+
+// newVMI is an unsaved VMI requesting cpu and 1Mi.
+func newVMI(name, cpu string) *v1.VirtualMachineInstance {
+	return &v1.VirtualMachineInstance{
+		TypeMeta: v1.TypeMetaFor(v1.KindVirtualMachineInstance), ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1.VirtualMachineInstanceSpec{Domain: v1.DomainSpec{Resources: v1.ResourceRequirements{
+			Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse("1Mi")}}}},
+	}
+}
+
+// TestPlaceReservesRoom: Place (the VM controller placing a VMI before it
+// creates it) reserves the room it hands out, a failed create gives it
+// back, and a VMI created on the placed node is bound there with the
+// Scheduled event, without a binding write by the scheduler.
+func TestPlaceReservesRoom(t *testing.T) {
+	e := newEnv(t)
+	e.node("n1", "2", "1Gi")
+	s := e.startWith(scheduler.Config{})
+	a, b, c := newVMI("a", "1"), newVMI("b", "1"), newVMI("c", "1")
+	e.eventually("the scheduler to see n1", func() bool { return s.Place(a) == "n1" })
+	if got := s.Place(b); got != "n1" {
+		t.Fatalf("second 1-CPU VMI on a 2-CPU node placed on %q, want n1", got)
+	}
+	if got := s.Place(c); got != "" {
+		t.Fatalf("third 1-CPU VMI on a 2-CPU node with two placed: placed on %q, want none", got)
+	}
+	s.Placed(b, "n1", apierrors.NewServiceUnavailable("etcd is down"))
+	if got := s.Place(c); got != "n1" {
+		t.Fatalf("after b's create failed, c placed on %q, want n1 (b's room given back)", got)
+	}
+
+	created, err := e.c.VirtualMachineInstances(ns).CreateOnNode(bg, a, "n1", client.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Placed(created, "n1", nil)
+	if created.Status.NodeName != "n1" || created.Status.Phase != v1.Scheduling {
+		t.Fatalf("VMI created on n1: node %q phase %q, want n1 Scheduling", created.Status.NodeName, created.Status.Phase)
+	}
+	if c := created.Status.Condition(v1.VirtualMachineInstancePodScheduled); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("VMI created on n1: PodScheduled = %+v, want True", c)
+	}
+	e.event("a", "Scheduled")
+	// The cache now holds a's reservation instead of the assumption: the
+	// node stays full for another VMI.
+	if got := s.Place(newVMI("d", "1")); got != "" {
+		t.Fatalf("a 1-CPU VMI placed on %q while a and c fill n1, want none", got)
+	}
+	if vmi := e.getVMI("a"); vmi.ResourceVersion != created.ResourceVersion {
+		t.Errorf("VMI a was written after its create (resourceVersion %s, created %s); the scheduler must not bind it again", vmi.ResourceVersion, created.ResourceVersion)
 	}
 }

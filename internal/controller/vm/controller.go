@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -18,6 +17,7 @@ import (
 	"github.com/vigil-vm/vigil/client/informer"
 	"github.com/vigil-vm/vigil/client/record"
 	"github.com/vigil-vm/vigil/internal/controller"
+	"github.com/vigil-vm/vigil/internal/controller/caches"
 	"github.com/vigil-vm/vigil/internal/runstrategy"
 	"github.com/vigil-vm/vigil/internal/vmstate"
 )
@@ -32,6 +32,27 @@ type Config struct {
 	Log                     *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Caches are the informers shared with the other controllers, run by
+	// the caller; nil: the controller makes and runs its own.
+	Caches *caches.Caches
+	// Placer, when set, places a new VMI before it is created, so that it
+	// is created already scheduled (one write instead of two).
+	Placer Placer
+	// StartingHold is how long the status write that would only say a VM is
+	// Starting waits for its new VMI to run (default DefaultStartingHold;
+	// negative: never wait).
+	StartingHold time.Duration
+}
+
+// Placer chooses a node for a new VMI and holds its room until told how the
+// create went (the scheduler).
+type Placer interface {
+	// Place returns the node for vmi, its room reserved, or "" when none
+	// fits now (the VMI is then created unscheduled, for the scheduler).
+	Place(vmi *v1.VirtualMachineInstance) string
+	// Placed reports the create of a VMI that Place placed on node: err
+	// nil, the VMI exists bound to node; otherwise its room is given back.
+	Placed(vmi *v1.VirtualMachineInstance, node string, err error)
 }
 
 // Controller is the VM controller.
@@ -43,6 +64,10 @@ type Controller struct {
 	ctrl *controller.Controller
 	exp  *expectations
 	own  written
+	hold startHold
+
+	caches    *caches.Caches
+	ownCaches bool
 }
 
 // New builds the controller and its informers.
@@ -53,9 +78,15 @@ func New(cfg Config) *Controller {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Controller{cfg: cfg, log: cfg.Log.With("controller", "vm"), exp: newExpectations()}
-	c.vms = informer.New[*v1.VirtualMachine](cfg.Client.VirtualMachines("").Resource, client.ListOptions{}, cfg.Log)
-	c.vmis = informer.New[*v1.VirtualMachineInstance](cfg.Client.VirtualMachineInstances("").Resource, client.ListOptions{}, cfg.Log)
+	if cfg.StartingHold == 0 {
+		cfg.StartingHold = DefaultStartingHold
+	}
+	c := &Controller{cfg: cfg, log: cfg.Log.With("controller", "vm"), exp: newExpectations(), caches: cfg.Caches,
+		hold: startHold{hold: cfg.StartingHold}}
+	if c.caches == nil {
+		c.caches, c.ownCaches = caches.New(cfg.Client, cfg.Log), true
+	}
+	c.vms, c.vmis = c.caches.VMs, c.caches.VMIs
 	c.ctrl = controller.New("vm", c.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
 	enqueueVM := func(vm *v1.VirtualMachine) { c.ctrl.Enqueue(informer.Key(vm)) }
 	c.vms.AddHandler(informer.Handler[*v1.VirtualMachine]{
@@ -64,6 +95,7 @@ func New(cfg Config) *Controller {
 		OnDelete: func(vm *v1.VirtualMachine) {
 			c.exp.forget(informer.Key(vm))
 			c.own.forget(informer.Key(vm))
+			c.hold.forget(informer.Key(vm))
 			c.ctrl.Enqueue(informer.Key(vm))
 		},
 	})
@@ -80,17 +112,10 @@ func New(cfg Config) *Controller {
 	return c
 }
 
-// Run runs the informers and the workers until ctx ends.
+// Run runs the workers (and the informers, when they are the controller's
+// own) until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){c.vms.Run, c.vmis.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); run(ctx) }()
-	}
-	if c.vms.WaitForSync(ctx) == nil && c.vmis.WaitForSync(ctx) == nil {
-		c.ctrl.Run(ctx)
-	}
-	wg.Wait()
+	c.caches.RunWith(ctx, c.ownCaches, c.ctrl.Run)
 }
 
 func (c *Controller) backoff() runstrategy.Backoff {
@@ -117,6 +142,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	if !ok {
 		c.exp.forget(key)
 		c.own.forget(key)
+		c.hold.forget(key)
 		return controller.Result{}, nil
 	}
 	vm = c.own.fresher(key, vm)
@@ -158,7 +184,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	next := vm.DeepCopy()
 	next.ResourceVersion = rv
 	vmstate.ApplyStatus(next, st)
+	var held time.Duration
 	if !equality.Semantic.DeepEqual(next.Status, vm.Status) {
+		held = c.hold.wait(key, &vm.Status, &next.Status, now)
+	}
+	if held == 0 && !equality.Semantic.DeepEqual(next.Status, vm.Status) {
 		stored, err := c.cfg.Client.VirtualMachines(vm.Namespace).UpdateStatus(ctx, next, client.WriteOptions{})
 		if err != nil {
 			if apierrors.IsNotFound(err) {
@@ -185,7 +215,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	if out.Err != nil {
 		return controller.Result{}, fmt.Errorf("VM %s: %s", key, out.Err.Message)
 	}
-	return controller.Result{RequeueAfter: d.RequeueAfter}, nil
+	res := controller.Result{RequeueAfter: d.RequeueAfter}
+	if held > 0 && (res.RequeueAfter == 0 || held < res.RequeueAfter) {
+		res.RequeueAfter = held
+	}
+	return res, nil
 }
 
 func (c *Controller) createVMI(ctx context.Context, key string, vm *v1.VirtualMachine, d runstrategy.Decision, foreign bool, now time.Time) *runstrategy.Failure {
@@ -196,9 +230,10 @@ func (c *Controller) createVMI(ctx context.Context, key string, vm *v1.VirtualMa
 	}
 	vmi := vmstate.NewInstance(vm, d.StartPaused)
 	c.exp.expectCreate(key, now)
-	_, err := c.cfg.Client.VirtualMachineInstances(vm.Namespace).Create(ctx, vmi, client.WriteOptions{})
+	err := c.create(ctx, vmi)
 	switch {
 	case err == nil:
+		c.hold.created(key, now)
 		c.log.Debug("created VMI", "vm", key, "why", d.Why)
 		c.cfg.Recorder.Eventf(vm, v1.EventTypeNormal, "SuccessfulCreate", "Started the virtual machine by creating the new virtual machine instance %s", vm.Name)
 		return nil
@@ -210,6 +245,25 @@ func (c *Controller) createVMI(ctx context.Context, key string, vm *v1.VirtualMa
 		c.cfg.Recorder.Eventf(vm, v1.EventTypeWarning, runstrategy.ReasonFailedCreate, "Error creating virtual machine instance: %s", errMessage(err))
 		return &runstrategy.Failure{Reason: runstrategy.ReasonFailedCreate, Message: msg}
 	}
+}
+
+// create creates vmi, already scheduled when the placer finds it a node.
+func (c *Controller) create(ctx context.Context, vmi *v1.VirtualMachineInstance) error {
+	vmis := c.cfg.Client.VirtualMachineInstances(vmi.Namespace)
+	node := ""
+	if c.cfg.Placer != nil {
+		node = c.cfg.Placer.Place(vmi)
+	}
+	if node == "" {
+		_, err := vmis.Create(ctx, vmi, client.WriteOptions{})
+		return err
+	}
+	created, err := vmis.CreateOnNode(ctx, vmi, node, client.WriteOptions{})
+	if err != nil {
+		created = vmi
+	}
+	c.cfg.Placer.Placed(created, node, err)
+	return err
 }
 
 // deleteVMI deletes the VM's VMI and returns it as the delete left it,

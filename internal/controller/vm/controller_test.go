@@ -128,13 +128,20 @@ type env struct {
 }
 
 // newEnv starts an API server and builds a controller whose passes are
-// recorded; run starts it.
+// recorded; run starts it. The status writes of a start are not held back
+// (StartingHold), so that every test sees each step's status; the hold has
+// its own tests.
 func newEnv(t *testing.T) *env {
+	return newEnvHold(t, -1)
+}
+
+// newEnvHold is newEnv with the given StartingHold.
+func newEnvHold(t *testing.T, hold time.Duration) *env {
 	s := apiservertest.Start(t, apiservertest.Config{})
 	e := &env{t: t, c: s.Client(t, client.Config{}), clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}}
 	e.calls = &callLog{next: http.DefaultTransport.(*http.Transport).Clone()}
 	cc := s.Client(t, client.Config{Transport: e.calls})
-	e.ctl = New(Config{Client: cc, Recorder: record.New(e.c, "virtualmachine-controller", "test", nil), Workers: 2, Now: e.clock.Now})
+	e.ctl = New(Config{Client: cc, Recorder: record.New(e.c, "virtualmachine-controller", "test", nil), Workers: 2, Now: e.clock.Now, StartingHold: hold})
 	// Wrap the reconcile function to record every pass. The informer
 	// handlers reach the queue through e.ctl.ctrl, so they feed this one.
 	e.ctl.ctrl = controller.New("vm", e.reconcile, controller.Options{Workers: 2})

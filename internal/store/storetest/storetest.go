@@ -38,6 +38,8 @@ func Run(t *testing.T, newStore func(t *testing.T) *store.Store) {
 		{"WatchProgress", testWatchProgress},
 		{"TTL", testTTL},
 		{"Compactor", testCompactor},
+		{"CreateBatched", testCreateBatched},
+		{"CreateBatchedExisting", testCreateBatchedExisting},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -356,6 +358,73 @@ func testWatchProgress(t *testing.T, s *store.Store, p string) {
 			t.Fatal("no progress notification reached the revision of the other write")
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// testCreateBatched: concurrent batched creates all land, share few
+// revisions, keep their values and TTL leases.
+func testCreateBatched(t *testing.T, s *store.Store, p string) {
+	const n = 300 // more than one transaction holds
+	kvs := make([]store.KV, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kvs[i], errs[i] = s.CreateBatched(ctx(t), fmt.Sprintf("%sk%03d", p, i), []byte(strconv.Itoa(i)), time.Hour)
+		}()
+	}
+	wg.Wait()
+	revs := map[int64]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("CreateBatched %d: %v", i, errs[i])
+		}
+		revs[kvs[i].ModRevision] = true
+		got, err := s.Get(ctx(t), kvs[i].Key)
+		if err != nil || string(got.Value) != strconv.Itoa(i) || got.ModRevision != kvs[i].ModRevision || got.Lease == 0 {
+			t.Fatalf("key %d: got %q@%d lease %d (err %v), want %d@%d with a lease", i, got.Value, got.ModRevision, got.Lease, err, i, kvs[i].ModRevision)
+		}
+	}
+	// 300 concurrent creates need at least 3 transactions of 128; one per
+	// create would mean no batching at all.
+	if len(revs) < 3 || len(revs) >= n {
+		t.Fatalf("%d creates took %d revisions", n, len(revs))
+	}
+}
+
+// testCreateBatchedExisting: a batch holding a key that exists still
+// creates the others, and the existing one is ErrExists and unchanged.
+func testCreateBatchedExisting(t *testing.T, s *store.Store, p string) {
+	mustCreate(t, s, p+"taken", "old")
+	var wg sync.WaitGroup
+	errs := map[string]error{}
+	var mu sync.Mutex
+	for _, k := range []string{"a", "taken", "b", "c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.CreateBatched(ctx(t), p+k, []byte("new"), 0)
+			mu.Lock()
+			errs[k] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if k == "taken" {
+			if !store.IsExists(err) {
+				t.Errorf("batched create of an existing key: err = %v, want ErrExists", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("batched create of %s: %v", k, err)
+		}
+	}
+	if got, _ := s.Get(ctx(t), p+"taken"); string(got.Value) != "old" {
+		t.Errorf("the existing key now holds %q", got.Value)
 	}
 }
 
