@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *store.Store) {
 		{"Compactor", testCompactor},
 		{"CreateBatched", testCreateBatched},
 		{"CreateBatchedExisting", testCreateBatchedExisting},
+		{"UpdateBatched", testUpdateBatched},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -425,6 +426,66 @@ func testCreateBatchedExisting(t *testing.T, s *store.Store, p string) {
 	}
 	if got, _ := s.Get(ctx(t), p+"taken"); string(got.Value) != "old" {
 		t.Errorf("the existing key now holds %q", got.Value)
+	}
+}
+
+// testUpdateBatched: concurrent batched updates of distinct keys land; a
+// stale one is a conflict carrying the current value and leaves the others
+// alone; two updates of one key from the same revision: one wins.
+func testUpdateBatched(t *testing.T, s *store.Store, p string) {
+	const n = 50
+	kvs := make([]store.KV, n)
+	for i := range n {
+		kvs[i] = mustCreate(t, s, fmt.Sprintf("%sk%02d", p, i), "v0")
+	}
+	stale := mustCreate(t, s, p+"stale", "v0")
+	cur, err := s.Update(ctx(t), p+"stale", []byte("v1"), stale.ModRevision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := mustCreate(t, s, p+"twice", "v0")
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	var staleKV store.KV
+	var staleErr error
+	twiceErrs := make([]error, 2)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.UpdateBatched(ctx(t), kvs[i].Key, []byte("v1"), kvs[i].ModRevision)
+		})
+	}
+	wg.Go(func() { staleKV, staleErr = s.UpdateBatched(ctx(t), p+"stale", []byte("v2"), stale.ModRevision) })
+	for i := range 2 {
+		wg.Go(func() {
+			_, twiceErrs[i] = s.UpdateBatched(ctx(t), p+"twice", []byte(strconv.Itoa(i)), twice.ModRevision)
+		})
+	}
+	wg.Wait()
+	revs := map[int64]bool{}
+	for i := range n {
+		got, err := s.Get(ctx(t), kvs[i].Key)
+		if errs[i] != nil || err != nil || string(got.Value) != "v1" {
+			t.Fatalf("key %d: update err %v, now %q (err %v), want v1", i, errs[i], got.Value, err)
+		}
+		revs[got.ModRevision] = true
+	}
+	if len(revs) >= n {
+		t.Errorf("%d concurrent batched updates took %d revisions, want fewer", n, len(revs))
+	}
+	if !store.IsConflict(staleErr) || string(staleKV.Value) != "v1" || staleKV.ModRevision != cur.ModRevision {
+		t.Errorf("stale batched update: err %v, value %q@%d, want a conflict with v1@%d", staleErr, staleKV.Value, staleKV.ModRevision, cur.ModRevision)
+	}
+	won := 0
+	for _, err := range twiceErrs {
+		switch {
+		case err == nil:
+			won++
+		case !store.IsConflict(err):
+			t.Errorf("update of a key updated twice in a batch: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("two updates of one key from one revision: %d succeeded, want 1", won)
 	}
 }
 
