@@ -30,7 +30,7 @@ type Config struct {
 	// NodeLostAfter and FenceCommand configure the node-health controller.
 	NodeLostAfter time.Duration
 	FenceCommand  []string
-	// Workers per controller (default 32: a pass mostly waits on API
+	// Workers per controller (default 128: a pass mostly waits on API
 	// writes, which etcd serves far better concurrently than one by one).
 	Workers int
 	Log     *slog.Logger
@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg Config) {
 		cfg.Log = slog.Default()
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 32
+		cfg.Workers = 128
 	}
 	var wg sync.WaitGroup
 	start := func(f func(context.Context)) {
