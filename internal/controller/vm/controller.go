@@ -88,7 +88,10 @@ func New(cfg Config) *Controller {
 	}
 	c.vms, c.vmis = c.caches.VMs, c.caches.VMIs
 	c.ctrl = controller.New("vm", c.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
-	enqueueVM := func(vm *v1.VirtualMachine) { c.ctrl.Enqueue(informer.Key(vm)) }
+	enqueueVM := func(vm *v1.VirtualMachine) {
+		c.own.seen(informer.Key(vm), vm)
+		c.ctrl.Enqueue(informer.Key(vm))
+	}
 	c.vms.AddHandler(informer.Handler[*v1.VirtualMachine]{
 		OnAdd:    enqueueVM,
 		OnUpdate: func(_, vm *v1.VirtualMachine) { enqueueVM(vm) },

@@ -45,6 +45,17 @@ func (w *written) record(key string, vm *v1.VirtualMachine) {
 	w.m[key] = vm
 }
 
+// seen drops the VM kept for key once the cache shows a version at least as
+// new, so that the map holds only writes still in flight, not a copy of
+// every VM.
+func (w *written) seen(key string, cached *v1.VirtualMachine) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if mine := w.m[key]; mine != nil && (mine.UID != cached.UID || !newer(mine.ResourceVersion, cached.ResourceVersion)) {
+		delete(w.m, key)
+	}
+}
+
 func (w *written) forget(key string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
