@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"sync"
 
@@ -299,7 +300,35 @@ func (w *Watch[T]) setErr(err error) {
 	w.mu.Unlock()
 }
 
+// decodeEvent decodes one line of a watch. The events a watch is made of,
+// an object's change or a bookmark, decode in one pass, the object as T
+// with the type; anything else (an error's Status, an unknown type, a
+// malformed line) is decoded in two, the type first.
 func decodeEvent[T Object](line []byte) (Event[T], error) {
+	var raw struct {
+		Type   EventType `json:"type"`
+		Object T         `json:"object"`
+	}
+	if err := json.Unmarshal(line, &raw); err == nil && !isNil(raw.Object) {
+		switch raw.Type {
+		case Added, Modified, Deleted:
+			return Event[T]{Type: raw.Type, Object: raw.Object, ResourceVersion: raw.Object.GetResourceVersion()}, nil
+		case Bookmark:
+			return Event[T]{Type: raw.Type, ResourceVersion: raw.Object.GetResourceVersion()}, nil
+		}
+	}
+	return decodeEventSlow[T](line)
+}
+
+// isNil reports whether obj is a nil pointer (or nil).
+func isNil[T Object](obj T) bool {
+	v := reflect.ValueOf(obj)
+	return !v.IsValid() || (v.Kind() == reflect.Pointer && v.IsNil())
+}
+
+// decodeEventSlow decodes a watch line in two passes: the type, then the
+// object as the type says.
+func decodeEventSlow[T Object](line []byte) (Event[T], error) {
 	var raw struct {
 		Type   EventType       `json:"type"`
 		Object json.RawMessage `json:"object"`
@@ -326,6 +355,9 @@ func decodeEvent[T Object](line []byte) (Event[T], error) {
 	case Added, Modified, Deleted:
 		if err := json.Unmarshal(raw.Object, &ev.Object); err != nil {
 			return ev, fmt.Errorf("malformed watch object: %w", err)
+		}
+		if isNil(ev.Object) {
+			return ev, fmt.Errorf("malformed watch object: %s event without an object", raw.Type)
 		}
 		ev.ResourceVersion = ev.Object.GetResourceVersion()
 	default:

@@ -13,7 +13,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/vigil-vm/vigil/api/v1"
@@ -51,25 +50,47 @@ func decodeStored(r *resource, kv store.KV) (object, error) {
 	return obj, nil
 }
 
-// decoderFor makes the watch cache's decoder of a resource.
+// decoderFor makes the watch cache's decoder of a resource. It reads only
+// what an Entry needs of the stored object (a projection: see
+// newProjection) and splices the resourceVersion into the stored JSON,
+// instead of decoding the whole object and encoding it again: the same
+// bytes for a fraction of the work. Anything it does not expect is decoded
+// in full, as before.
 func (s *Server) decoderFor(r *resource) watchcache.Decoder {
+	p := newProjection(r)
 	return func(key string, value []byte, rev int64) (*watchcache.Entry, error) {
-		obj, err := decodeStored(r, store.KV{Key: key, Value: value, ModRevision: rev})
-		if err != nil {
-			return nil, err
+		if p != nil {
+			if e, ok := p.decode(key, value, rev); ok {
+				return e, nil
+			}
 		}
-		data, err := json.Marshal(obj)
-		if err != nil {
-			return nil, err
-		}
-		var owners []string
-		for _, o := range obj.GetOwnerReferences() {
-			owners = append(owners, string(o.UID))
-		}
-		return &watchcache.Entry{
-			Key: key, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID()), Rev: rev,
-			Data: data, Labels: labels.Set(obj.GetLabels()), Fields: r.fields(obj), Owners: owners,
-		}, nil
+		return decodeEntryFull(r, key, value, rev)
+	}
+}
+
+// decodeEntryFull makes an Entry by decoding the stored object in full and
+// encoding it again with its resourceVersion.
+func decodeEntryFull(r *resource, key string, value []byte, rev int64) (*watchcache.Entry, error) {
+	obj, err := decodeStored(r, store.KV{Key: key, Value: value, ModRevision: rev})
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s %s: %w", r.kind, key, err)
+	}
+	return newEntry(r, key, rev, obj, data), nil
+}
+
+// newEntry makes the Entry of obj, whose JSON is data.
+func newEntry(r *resource, key string, rev int64, obj object, data []byte) *watchcache.Entry {
+	var owners []string
+	for _, o := range obj.GetOwnerReferences() {
+		owners = append(owners, string(o.UID))
+	}
+	return &watchcache.Entry{
+		Key: key, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID()), Rev: rev,
+		Data: data, Labels: watchcache.NewSet(obj.GetLabels()), Fields: watchcache.NewSet(r.fields(obj)), Owners: owners,
 	}
 }
 

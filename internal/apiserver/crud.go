@@ -211,40 +211,42 @@ type mutateFunc func(cur object) (object, error)
 // updateObject is the one write path for PUT, PATCH and status writes: read,
 // mutate, keep what the mode may not change, validate, and compare-and-swap.
 // A stale resourceVersion in the new object is a 409; a conflict with a
-// concurrent writer is retried on the fresh object.
+// concurrent writer is retried on the object etcd returns with it.
+//
+// The first read is from the watch cache when it has the object (but for
+// dry runs): a successful compare-and-swap on its revision proves that it
+// was current. The cache may lag, though, so every other outcome (a 409, a
+// refusal, an invalid object, nothing to write) is decided again on a read
+// from etcd before it is returned.
 func (s *Server) updateObject(ctx context.Context, r *resource, ns, name string, mode updateMode, dry bool, mutate mutateFunc) (object, []string, error) {
+	var cur object
+	var kv store.KV
+	var cached *cacheEntry // the cache entry cur was decoded from, if any
+	var err error
+	if dry {
+		cur, kv, err = s.read(ctx, r, ns, name)
+	} else {
+		cur, kv, cached, err = s.readForUpdate(ctx, r, ns, name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	// recheck replaces the cache's copy with etcd's current object.
+	recheck := func() (err error) {
+		cached = nil
+		cur, kv, err = s.read(ctx, r, ns, name)
+		return err
+	}
 	for {
-		cur, kv, err := s.read(ctx, r, ns, name)
+		next, warnings, err := s.nextObject(r, name, mode, cur, mutate)
+		if err != nil && cached != nil {
+			if err := recheck(); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
-		}
-		desired, err := mutate(cur.DeepCopyObject().(object))
-		if err != nil {
-			return nil, nil, err
-		}
-		// A resourceVersion in the new object is a precondition. After a
-		// conflict the loop reads again, so a precondition that went stale
-		// meanwhile fails here too.
-		if rv := desired.GetResourceVersion(); rv != "" && rv != cur.GetResourceVersion() {
-			return nil, nil, conflict(r, name, "the object has been modified; please apply your changes to the latest version and try again")
-		}
-		next, err := s.prepareUpdate(r, desired, cur, mode)
-		if err != nil {
-			return nil, nil, err
-		}
-		var errs field.ErrorList
-		var warnings []string
-		if r.validateUpdate != nil && mode == mainResource {
-			errs = r.validateUpdate(next, cur) // validates next in full too
-		} else {
-			errs, warnings = r.validate(next)
-		}
-		if mode == statusResource {
-			warnings = nil // they are about the spec, which a status writer does not own
-		}
-		errs = append(errs, validateMeta(next)...)
-		if len(errs) > 0 {
-			return nil, nil, invalid(r, name, errs)
 		}
 		if dry {
 			return next, warnings, nil
@@ -257,24 +259,44 @@ func (s *Server) updateObject(ctx context.Context, r *resource, ns, name string,
 			// The last finalizer is gone: the object goes now.
 			del, err := s.store.Delete(ctx, kv.Key, kv.ModRevision)
 			if store.IsConflict(err) {
+				// del is the current object.
+				if cur, err = decodeStored(r, del); err != nil {
+					return nil, nil, err
+				}
+				kv, cached = del, nil
 				continue
 			}
 			if err != nil {
 				return nil, nil, storeErr(r, name, err)
 			}
+			s.cache.Wrote(kv.Key, del.ModRevision)
 			next.SetResourceVersion(strconv.FormatInt(del.ModRevision, 10))
 			return next, warnings, nil
 		}
-		if string(data) == string(kv.Value) {
+		if cached != nil && cached.IsStored(data) {
+			// Nothing changed from the cache's copy: etcd says whether
+			// anything changes.
+			if err := recheck(); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if cached == nil && string(data) == string(kv.Value) {
 			return cur, warnings, nil // nothing changed: no write
 		}
 		up, err := s.store.Update(ctx, kv.Key, data, kv.ModRevision)
 		if store.IsConflict(err) {
+			// up is the current object.
+			if cur, err = decodeStored(r, up); err != nil {
+				return nil, nil, err
+			}
+			kv, cached = up, nil
 			continue
 		}
 		if err != nil {
 			return nil, nil, storeErr(r, name, err)
 		}
+		s.cache.Wrote(kv.Key, up.ModRevision)
 		next.SetResourceVersion(strconv.FormatInt(up.ModRevision, 10))
 		return next, warnings, nil
 	}

@@ -163,6 +163,7 @@ func (s *Server) listPaged(w http.ResponseWriter, req *http.Request, r *resource
 	after := tok.After
 	more := false
 	var remaining int64
+	decode := s.decoderFor(r)
 	for int64(len(items)) < limit {
 		page, err := s.store.List(req.Context(), prefix, store.ListOptions{Limit: limit - int64(len(items)), After: after, Revision: rev})
 		if err != nil {
@@ -172,7 +173,6 @@ func (s *Server) listPaged(w http.ResponseWriter, req *http.Request, r *resource
 			return err
 		}
 		rev = page.Revision
-		decode := s.decoderFor(r)
 		for _, kv := range page.Items {
 			e, err := decode(kv.Key, kv.Value, kv.ModRevision)
 			if err != nil {

@@ -33,10 +33,10 @@ type resource struct {
 	hasStatus bool
 	// ttl makes objects expire on their own (Events).
 	ttl time.Duration
-	// batched: creates are group-committed, several to an etcd transaction,
-	// so objects created together share a resourceVersion. For Events,
-	// which are many, written by the controllers and agents on every
-	// lifecycle step, and never read back at once.
+	// batched: writes are group-committed, several to an etcd transaction,
+	// so objects written together share a resourceVersion, and a write
+	// answers up to the batch's linger time later. For Events: many,
+	// written on every lifecycle step, never read back at once.
 	batched bool
 
 	newObj func() object

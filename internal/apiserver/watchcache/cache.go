@@ -1,6 +1,7 @@
 package watchcache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/vigil-vm/vigil/internal/store"
 )
@@ -34,11 +32,33 @@ type Entry struct {
 	// the deletion).
 	Rev int64
 	// Data is the object's JSON with metadata.resourceVersion set.
-	Data   []byte
-	Labels labels.Set
-	Fields fields.Set
+	Data []byte
+	// RVStart and RVEnd, when RVEnd > 0, say where the decoder put the
+	// resourceVersion: Data without Data[RVStart:RVEnd] is the stored value.
+	RVStart, RVEnd int32
+	// Labels are the object's labels, Fields the values its field
+	// selectors select on.
+	Labels, Fields Set
 	// Owners are the UIDs of the object's owner references.
 	Owners []string
+}
+
+// withoutData returns a copy of e without its JSON: what an Event keeps of
+// the object before a change, which only selectors look at.
+func (e *Entry) withoutData() *Entry {
+	c := *e
+	c.Data, c.RVStart, c.RVEnd = nil, 0, 0
+	return &c
+}
+
+// IsStored reports whether v is the stored value e was decoded from. It is
+// false when e does not know where its resourceVersion is (RVEnd is 0).
+func (e *Entry) IsStored(v []byte) bool {
+	start, end := int(e.RVStart), int(e.RVEnd)
+	if end <= start || end > len(e.Data) || len(v) != len(e.Data)-(end-start) {
+		return false
+	}
+	return bytes.Equal(v[:start], e.Data[:start]) && bytes.Equal(v[start:], e.Data[end:])
 }
 
 // EventType is the type of a watch event.
@@ -55,7 +75,8 @@ const (
 type Event struct {
 	Type  EventType
 	Entry *Entry
-	// Prev is the object before the change (nil for an addition).
+	// Prev is the object before the change (nil for an addition), for
+	// selectors: it has no Data.
 	Prev *Entry
 }
 
@@ -76,6 +97,10 @@ type Config struct {
 	// cut off and must resume (default 4096).
 	WatcherBuffer int
 	Log           *slog.Logger
+	// BeforeApply, when set, is called with each batch of changes (or
+	// progress notification) from etcd before the cache applies it; the
+	// cache waits for it to return. Tests use it to hold the cache back.
+	BeforeApply func(rev int64)
 }
 
 // Cache is the watch cache. Run feeds it; the other methods are safe for
@@ -91,14 +116,20 @@ type Cache struct {
 	// revChanged is closed (and replaced) whenever rev advances.
 	revChanged chan struct{}
 	res        map[string]*resourceCache
+
+	wmu sync.Mutex // guards written; taken after mu
+	// written holds, by key, the revision of a write the cache was told of
+	// (Wrote) and has not applied yet.
+	written map[string]int64
 }
 
 type resourceCache struct {
 	prefix string
 	decode Decoder
 	items  map[string]*Entry
-	// byOwner indexes item keys by owner UID.
-	byOwner map[string]map[string]struct{}
+	// byOwner indexes item keys by owner UID. An owner has few dependents
+	// (a VM has one VMI): a slice holds them in less memory than a map.
+	byOwner map[string][]string
 	// uids holds the UIDs of the items.
 	uids map[string]struct{}
 	// history is a ring of the latest events; it holds every event with a
@@ -119,9 +150,9 @@ func New(cfg Config) *Cache {
 	if cfg.WatcherBuffer <= 0 {
 		cfg.WatcherBuffer = 4096
 	}
-	c := &Cache{cfg: cfg, revChanged: make(chan struct{}), res: map[string]*resourceCache{}}
+	c := &Cache{cfg: cfg, revChanged: make(chan struct{}), res: map[string]*resourceCache{}, written: map[string]int64{}}
 	for p, d := range cfg.Resources {
-		c.res[p] = &resourceCache{prefix: p, decode: d, items: map[string]*Entry{}, byOwner: map[string]map[string]struct{}{}, uids: map[string]struct{}{},
+		c.res[p] = &resourceCache{prefix: p, decode: d, items: map[string]*Entry{}, byOwner: map[string][]string{}, uids: map[string]struct{}{},
 			history: make([]Event, cfg.History), watchers: map[*Watcher]struct{}{}}
 	}
 	return c
@@ -195,7 +226,7 @@ func (c *Cache) load(ctx context.Context) (int64, error) {
 			w.closeLocked(nil) // they resume from their own revision
 		}
 		rc.items = fresh[p]
-		rc.byOwner = map[string]map[string]struct{}{}
+		rc.byOwner = map[string][]string{}
 		rc.uids = map[string]struct{}{}
 		for k, e := range rc.items {
 			rc.index(k, e)
@@ -204,6 +235,7 @@ func (c *Cache) load(ctx context.Context) (int64, error) {
 	}
 	c.ready = true
 	c.advanceLocked(list.Revision)
+	c.forgetWritesLocked(list.Revision)
 	return list.Revision, nil
 }
 
@@ -223,6 +255,9 @@ func (c *Cache) follow(ctx context.Context, rev int64) error {
 	for r := range c.cfg.Store.Watch(wctx, c.cfg.Prefix, rev) {
 		if r.Err != nil {
 			return r.Err
+		}
+		if c.cfg.BeforeApply != nil {
+			c.cfg.BeforeApply(r.Revision)
 		}
 		c.apply(r)
 	}
@@ -268,7 +303,7 @@ func (c *Cache) apply(r store.WatchResult) {
 			if e == nil {
 				e = prev
 			}
-			out = Event{Type: Deleted, Entry: e, Prev: prev}
+			out = Event{Type: Deleted, Entry: e, Prev: prev.withoutData()}
 		case prev == nil:
 			d.rc.items[d.ev.KV.Key] = d.e
 			d.rc.index(d.ev.KV.Key, d.e)
@@ -277,7 +312,7 @@ func (c *Cache) apply(r store.WatchResult) {
 			d.rc.unindex(d.ev.KV.Key, prev)
 			d.rc.items[d.ev.KV.Key] = d.e
 			d.rc.index(d.ev.KV.Key, d.e)
-			out = Event{Type: Modified, Entry: d.e, Prev: prev}
+			out = Event{Type: Modified, Entry: d.e, Prev: prev.withoutData()}
 		}
 		d.rc.record(out)
 		for w := range d.rc.watchers {
@@ -287,6 +322,19 @@ func (c *Cache) apply(r store.WatchResult) {
 		}
 	}
 	c.advanceLocked(r.Revision)
+	c.forgetWritesLocked(r.Revision)
+}
+
+// forgetWritesLocked forgets the writes the cache has applied, now that it
+// is at rev.
+func (c *Cache) forgetWritesLocked(rev int64) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for k, w := range c.written {
+		if w <= rev {
+			delete(c.written, k)
+		}
+	}
 }
 
 func (c *Cache) advanceLocked(rev int64) {
@@ -312,23 +360,25 @@ func (rc *resourceCache) record(e Event) {
 func (rc *resourceCache) index(key string, e *Entry) {
 	rc.uids[e.UID] = struct{}{}
 	for _, o := range e.Owners {
-		m := rc.byOwner[o]
-		if m == nil {
-			m = map[string]struct{}{}
-			rc.byOwner[o] = m
+		if keys := rc.byOwner[o]; !slices.Contains(keys, key) {
+			rc.byOwner[o] = append(keys, key)
 		}
-		m[key] = struct{}{}
 	}
 }
 
 func (rc *resourceCache) unindex(key string, e *Entry) {
 	delete(rc.uids, e.UID)
 	for _, o := range e.Owners {
-		if m := rc.byOwner[o]; m != nil {
-			delete(m, key)
-			if len(m) == 0 {
-				delete(rc.byOwner, o)
-			}
+		keys := rc.byOwner[o]
+		if i := slices.Index(keys, key); i >= 0 {
+			keys[i] = keys[len(keys)-1]
+			keys[len(keys)-1] = ""
+			keys = keys[:len(keys)-1]
+		}
+		if len(keys) == 0 {
+			delete(rc.byOwner, o)
+		} else {
+			rc.byOwner[o] = keys
 		}
 	}
 }
@@ -418,13 +468,53 @@ func (c *Cache) Get(resource, key string) *Entry {
 	return nil
 }
 
+// Wrote tells the cache that the object at key was written at revision
+// rev, so that Fresh does not answer with an older entry until the cache
+// has applied the write. A writer that reads objects back from the cache
+// calls it after each write it makes.
+func (c *Cache) Wrote(key string, rev int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.rev >= rev {
+		return // applied already
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.written[key] < rev {
+		c.written[key] = rev
+	}
+}
+
+// Fresh returns the cached entry at key, or nil: when the cache has none,
+// or has not applied a write of it that it was told of (Wrote). The entry
+// may still be older than etcd's object, written elsewhere.
+func (c *Cache) Fresh(resource, key string) *Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rc := c.res[resource]
+	if rc == nil {
+		return nil
+	}
+	e := rc.items[key]
+	if e == nil {
+		return nil
+	}
+	c.wmu.Lock()
+	w, pending := c.written[key]
+	c.wmu.Unlock()
+	if pending && e.Rev < w {
+		return nil
+	}
+	return e
+}
+
 // Dependents returns the entries, in every resource, owned by ownerUID.
 func (c *Cache) Dependents(ownerUID string) []*Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var out []*Entry
 	for _, rc := range c.res {
-		for k := range rc.byOwner[ownerUID] {
+		for _, k := range rc.byOwner[ownerUID] {
 			out = append(out, rc.items[k])
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/vigil-vm/vigil/internal/apiserver/watchcache"
@@ -37,8 +36,8 @@ func decode(key string, value []byte, rev int64) (*watchcache.Entry, error) {
 		return nil, err
 	}
 	name := key[strings.LastIndex(key, "/")+1:]
-	return &watchcache.Entry{Key: key, Name: name, UID: d.UID, Rev: rev, Data: value, Labels: labels.Set(d.Labels),
-		Fields: fields.Set{"metadata.name": name}, Owners: d.Owners}, nil
+	return &watchcache.Entry{Key: key, Name: name, UID: d.UID, Rev: rev, Data: value, Labels: watchcache.NewSet(d.Labels),
+		Fields: watchcache.Set{"metadata.name", name}, Owners: d.Owners}, nil
 }
 
 type env struct {

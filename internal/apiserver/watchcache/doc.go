@@ -14,4 +14,10 @@
 // (HTTP 410), and the client relists. Lists wait until the cache has caught
 // up with etcd's current revision (WaitFresh), so they are as consistent as
 // a read from etcd.
+//
+// Writes read the object they change from the cache too (Fresh), and make
+// it current with a compare-and-swap on its revision. A writer tells the
+// cache of its own writes (Wrote), so that it does not read back a copy it
+// knows to be older: a compare-and-swap that fails costs etcd a consensus
+// round, where a read does not.
 package watchcache
