@@ -244,6 +244,7 @@ func (r *Report) evaluate() {
 	if p := r.Paced; p != nil {
 		add(fmt.Sprintf("create-to-Running p50 at %.0f VMs/s", p.OfferedRate), "< 100 ms", fmt.Sprintf("%.0f ms", p.Latency.P50), p.Latency.P50 < 100)
 		add(fmt.Sprintf("create-to-Running p99 at %.0f VMs/s", p.OfferedRate), "< 300 ms", fmt.Sprintf("%.0f ms", p.Latency.P99), p.Latency.P99 < 300)
+		add(fmt.Sprintf("API write p99 at %.0f VMs/s", p.OfferedRate), "< 10 ms", fmt.Sprintf("%.1f ms", p.APIWrite.P99), p.APIWrite.P99 < 10)
 	}
 	if s := r.Steady; s != nil {
 		add("idle server CPU", "< 2% of one core", fmt.Sprintf("%.2f%%", s.ServerCPUPercent), s.ServerCPUPercent < 2)
