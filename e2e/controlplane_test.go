@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/vigil-vm/vigil/api/v1"
@@ -105,7 +106,15 @@ func TestControlPlaneFailover(t *testing.T) {
 
 	leader.kill()
 	killed := time.Now()
-	cl.create(newVM("after-failover", v1.RunStrategyAlways, nil))
+	// A request on a kept-alive connection to the dead server fails (EOF)
+	// without the client knowing whether it arrived, so the client does not
+	// resend it; the caller retries, as documented for the failover client,
+	// and the retry goes to the other server. A create that did arrive
+	// answers AlreadyExists.
+	cl.waitFor("a create through the surviving server", wait, func() (bool, error) {
+		_, err := cl.c.VirtualMachines(v1.DefaultNamespace).Create(context.Background(), newVM("after-failover", v1.RunStrategyAlways, nil), client.WriteOptions{})
+		return err == nil || apierrors.IsAlreadyExists(err), err
+	})
 	cl.waitStatus("after-failover", v1.VirtualMachineStatusRunning, wait)
 	t.Logf("a VM created after the leading server died ran %s later", time.Since(killed).Round(100*time.Millisecond))
 	time.Sleep(settle)

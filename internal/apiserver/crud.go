@@ -284,7 +284,11 @@ func (s *Server) updateObject(ctx context.Context, r *resource, ns, name string,
 		if cached == nil && string(data) == string(kv.Value) {
 			return cur, warnings, nil // nothing changed: no write
 		}
-		up, err := s.store.Update(ctx, kv.Key, data, kv.ModRevision)
+		update := s.store.Update
+		if r.batched {
+			update = s.store.UpdateBatched
+		}
+		up, err := update(ctx, kv.Key, data, kv.ModRevision)
 		if store.IsConflict(err) {
 			// up is the current object.
 			if cur, err = decodeStored(r, up); err != nil {

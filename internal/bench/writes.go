@@ -75,19 +75,37 @@ func countKind[T client.Object](ctx context.Context, w *writeCounter, kind strin
 	return nil
 }
 
-// snapshot returns the keys written and the transactions (distinct
-// revisions) so far, by kind.
-func (w *writeCounter) snapshot() (keys, txns map[string]int) {
+// snapshot returns the keys written so far, by kind.
+func (w *writeCounter) snapshot() map[string]int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	keys, txns = make(map[string]int, len(w.counts)), make(map[string]int, len(w.revs))
+	keys := make(map[string]int, len(w.counts))
 	for k, v := range w.counts {
 		keys[k] = v
 	}
-	for k, v := range w.revs {
-		txns[k] = len(v)
+	return keys
+}
+
+// transactions counts the distinct revisions of the writes of kinds
+// together: a transaction that wrote keys of several kinds (a VMI's status
+// carrying a batch of Events) is one. Revisions that also wrote a kind in
+// free (lease renewals, which would be written anyway, carrying Events) are
+// not counted.
+func (w *writeCounter) transactions(kinds, free []string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all := map[string]struct{}{}
+	for _, k := range kinds {
+		for rv := range w.revs[k] {
+			all[rv] = struct{}{}
+		}
 	}
-	return keys, txns
+	for _, k := range free {
+		for rv := range w.revs[k] {
+			delete(all, rv)
+		}
+	}
+	return len(all)
 }
 
 func (w *writeCounter) close() {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -39,6 +40,9 @@ type batch struct {
 	ops  []*batchOp
 	full chan struct{} // closed when the batch reaches batchMax
 	done chan struct{} // closed when every op has its result
+	// taken: a committer has the batch, its leader or a write that
+	// carries it (guarded by the batcher's mu).
+	taken bool
 }
 
 type batcher struct {
@@ -113,18 +117,50 @@ func (bt *batcher) lead(ctx context.Context, b *batch) {
 	select {
 	case <-b.full:
 	case <-t.C:
+	case <-b.done: // a write carried it
 	case <-ctx.Done():
 	}
 	t.Stop()
 	bt.mu.Lock()
+	if b.taken {
+		bt.mu.Unlock()
+		return // a write carried the batch; it closes done
+	}
+	b.taken = true
 	if bt.open == b {
 		bt.open = nil
 	}
 	bt.mu.Unlock()
+	bt.finish(ctx, b, b.ops)
+}
+
+// finish commits the ops of b still unanswered and closes b.done. The
+// commit does not stop when the committer's caller gives up: the batch's
+// other writers still want their result.
+func (bt *batcher) finish(ctx context.Context, b *batch, ops []*batchOp) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	bt.commit(cctx, b.ops)
+	bt.commit(cctx, ops)
 	close(b.done)
+}
+
+// take hands the open batch to a write of key that will carry it in its own
+// transaction, or returns nil: no batch is open, or it writes key too.
+func (bt *batcher) take(key string) *batch {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	b := bt.open
+	if b == nil || b.taken {
+		return nil
+	}
+	for _, op := range b.ops {
+		if op.key == key {
+			return nil
+		}
+	}
+	b.taken = true
+	bt.open = nil
+	return b
 }
 
 // commit writes ops in one transaction that requires every created key to
@@ -165,9 +201,23 @@ func (bt *batcher) commit(ctx context.Context, ops []*batchOp) {
 // whose comparison held (a concurrent writer may have made the others
 // fail). On an error every op is returned.
 func (bt *batcher) txn(ctx context.Context, ops []*batchOp) ([]*batchOp, error) {
-	cmps := make([]clientv3.Cmp, len(ops))
-	puts := make([]clientv3.Op, len(ops))
-	gets := make([]clientv3.Op, len(ops))
+	cmps, puts, gets := opsTxn(ops)
+	resp, err := bt.s.c.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+	if err != nil {
+		return ops, err
+	}
+	if resp.Succeeded {
+		settled(ops, resp.Header.Revision)
+		return nil, nil
+	}
+	return unsettled(ops, resp.Responses), nil
+}
+
+// opsTxn builds the comparisons, writes and reads of ops in a transaction.
+func opsTxn(ops []*batchOp) (cmps []clientv3.Cmp, puts, gets []clientv3.Op) {
+	cmps = make([]clientv3.Cmp, len(ops))
+	puts = make([]clientv3.Op, len(ops))
+	gets = make([]clientv3.Op, len(ops))
 	for i, op := range ops {
 		gets[i] = clientv3.OpGet(op.key)
 		if op.update {
@@ -178,23 +228,26 @@ func (bt *batcher) txn(ctx context.Context, ops []*batchOp) ([]*batchOp, error) 
 		cmps[i] = clientv3.Compare(clientv3.CreateRevision(op.key), "=", 0)
 		puts[i] = clientv3.OpPut(op.key, string(op.value), clientv3.WithLease(op.lease))
 	}
-	resp, err := bt.s.c.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
-	if err != nil {
-		return ops, err
-	}
-	rev := resp.Header.Revision
-	if resp.Succeeded {
-		for _, op := range ops {
-			op.kv = KV{Key: op.key, Value: op.value, ModRevision: rev}
-			if !op.update {
-				op.kv.CreateRevision, op.kv.Lease = rev, int64(op.lease)
-			}
+	return cmps, puts, gets
+}
+
+// settled records that ops were written at revision rev.
+func settled(ops []*batchOp, rev int64) {
+	for _, op := range ops {
+		op.kv = KV{Key: op.key, Value: op.value, ModRevision: rev}
+		if !op.update {
+			op.kv.CreateRevision, op.kv.Lease = rev, int64(op.lease)
 		}
-		return nil, nil
 	}
+}
+
+// unsettled answers, from the reads of a failed transaction (one per op,
+// in order), the ops that cannot succeed: ErrExists, ErrNotFound, or
+// ErrConflict with the current object. It returns the others.
+func unsettled(ops []*batchOp, reads []*etcdserverpb.ResponseOp) []*batchOp {
 	var rest []*batchOp
 	for i, op := range ops {
-		kvs := resp.Responses[i].GetResponseRange().GetKvs()
+		kvs := reads[i].GetResponseRange().GetKvs()
 		switch {
 		case !op.update && len(kvs) > 0:
 			op.err = keyErr(ErrExists, op.key)
@@ -206,13 +259,44 @@ func (bt *batcher) txn(ctx context.Context, ops []*batchOp) ([]*batchOp, error) 
 			rest = append(rest, op)
 		}
 	}
-	return rest, nil
+	return rest
+}
+
+// updateCarrying is Update with the open batch b written in the same
+// transaction: the batch costs no transaction of its own. When the
+// transaction fails, the update is answered or retried alone, and the
+// batch's ops that can still succeed are committed on their own.
+func (s *Store) updateCarrying(ctx context.Context, key string, value []byte, expectedRev int64, b *batch) (KV, error) {
+	cmps, puts, gets := opsTxn(b.ops)
+	resp, err := s.c.Txn(ctx).
+		If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", expectedRev)}, cmps...)...).
+		Then(append([]clientv3.Op{clientv3.OpPut(key, string(value), clientv3.WithIgnoreLease())}, puts...)...).
+		Else(append([]clientv3.Op{clientv3.OpGet(key)}, gets...)...).
+		Commit()
+	if err != nil {
+		s.batch.finish(ctx, b, b.ops)
+		return KV{}, translate(err, key)
+	}
+	if resp.Succeeded {
+		settled(b.ops, resp.Header.Revision)
+		close(b.done)
+		return KV{Key: key, Value: value, ModRevision: resp.Header.Revision}, nil
+	}
+	s.batch.finish(ctx, b, unsettled(b.ops, resp.Responses[1:]))
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	switch {
+	case len(kvs) == 0:
+		return KV{}, keyErr(ErrNotFound, key)
+	case kvs[0].ModRevision != expectedRev:
+		return kvOf(kvs[0]), keyErr(ErrConflict, key)
+	}
+	return s.update(ctx, key, value, expectedRev) // the batch made it fail
 }
 
 // single writes one op in a transaction of its own.
 func (bt *batcher) single(ctx context.Context, op *batchOp) {
 	if op.update {
-		op.kv, op.err = bt.s.Update(ctx, op.key, op.value, op.rev)
+		op.kv, op.err = bt.s.update(ctx, op.key, op.value, op.rev)
 		return
 	}
 	op.kv, op.err = bt.s.create(ctx, op.key, op.value, op.lease)

@@ -169,7 +169,18 @@ func (s *Store) create(ctx context.Context, key string, value []byte, lease clie
 // Update replaces the value at key if its revision is still expectedRev. A
 // stale expectedRev fails with ErrConflict and returns the current object.
 // The key keeps its lease.
+//
+// A group-committed batch waiting to be written (Events) rides in the same
+// etcd transaction, which then costs the batch nothing.
 func (s *Store) Update(ctx context.Context, key string, value []byte, expectedRev int64) (KV, error) {
+	if b := s.batch.take(key); b != nil {
+		return s.updateCarrying(ctx, key, value, expectedRev, b)
+	}
+	return s.update(ctx, key, value, expectedRev)
+}
+
+// update is Update in a transaction of its own.
+func (s *Store) update(ctx context.Context, key string, value []byte, expectedRev int64) (KV, error) {
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", expectedRev)).
 		Then(clientv3.OpPut(key, string(value), clientv3.WithIgnoreLease())).
