@@ -252,7 +252,7 @@ func (r *Report) evaluate() {
 	}
 	if w := r.Writes; w != nil {
 		add("etcd writes (transactions) per start beyond the create", "≤ 3",
-			fmt.Sprintf("%.2f (keys: %.2f, %.2f without events)", w.BeyondCreatePerStart, w.KeysBeyondCreatePerStart, w.BeyondCreatePerStartNoEvents), w.BeyondCreatePerStart <= 3)
+			fmt.Sprintf("%.3f (keys: %.2f, %.2f without events)", w.BeyondCreatePerStart, w.KeysBeyondCreatePerStart, w.BeyondCreatePerStartNoEvents), w.BeyondCreatePerStart <= 3)
 	}
 	if b := r.Bulk; b != nil {
 		add(fmt.Sprintf("API write p99 at saturation (%d clients)", r.Config.Concurrency), "< 10 ms", fmt.Sprintf("%.1f ms", b.APIWrite.P99), b.APIWrite.P99 < 10)
@@ -326,7 +326,7 @@ func (r *Report) Markdown(plotPath string) string {
 		for i, k := range kinds {
 			parts[i] = fmt.Sprintf("%s %.2f", k, x.PerStart[k])
 		}
-		p("**Writes per start** (%d starts, counted by watching every resource): %.2f etcd writes (transactions, i.e. revisions) beyond the user's create, of which the Events' batches %.2f; %.2f keys written (%s; VirtualMachine excludes the create), %.2f without events. Lease renewals: %.0f writes/s. etcd's ceiling here (%d small writes/s) allows %.0f starts/s at this cost.",
+		p("**Writes per start** (%d starts, counted by watching every resource): %.3f etcd writes (transactions, i.e. revisions) beyond the user's create, of which the Events' own %.3f; %.2f keys written (%s; VirtualMachine excludes the create), %.2f without events. Lease renewals: %.0f writes/s. etcd's ceiling here (%d small writes/s) allows %.0f starts/s at this cost.",
 			x.Starts, x.BeyondCreatePerStart, x.EventTransactionsPerStart, x.KeysBeyondCreatePerStart, strings.Join(parts, ", "), x.BeyondCreatePerStartNoEvents, x.LeaseWritesPerSecond, etcdCeiling, x.CeilingStartsPerSecond)
 		p("")
 	}
