@@ -13,7 +13,10 @@ type EventType int
 const (
 	// Put is a create or an update; KV.CreateRevision == KV.ModRevision on create.
 	Put EventType = iota + 1
-	// Delete is a deletion; KV holds the last value, ModRevision the deletion.
+	// Delete is a deletion; KV holds the key and, as ModRevision, the
+	// deletion's revision, but no value: the watch does not ask etcd for
+	// previous values (a read for every change), and its user, the watch
+	// cache, has the last value already.
 	Delete
 )
 
@@ -21,8 +24,6 @@ const (
 type Event struct {
 	Type EventType
 	KV   KV
-	// Prev is the value before the change, when etcd still had it.
-	Prev *KV
 }
 
 // WatchResult is one batch from a watch: events, a progress notification
@@ -41,7 +42,7 @@ type WatchResult struct {
 // ends; its goroutine stops then too. The watch also delivers progress
 // notifications, so that an idle watcher's revision advances.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan WatchResult {
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithProgressNotify()}
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithProgressNotify()}
 	if fromRev > 0 {
 		opts = append(opts, clientv3.WithRev(fromRev+1))
 	}
@@ -75,13 +76,6 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan 
 					e := Event{Type: Put, KV: kvOf(ev.Kv)}
 					if ev.Type == clientv3.EventTypeDelete {
 						e.Type = Delete
-					}
-					if ev.PrevKv != nil {
-						p := kvOf(ev.PrevKv)
-						e.Prev = &p
-						if e.Type == Delete {
-							e.KV.Value, e.KV.CreateRevision, e.KV.Lease = p.Value, p.CreateRevision, p.Lease
-						}
 					}
 					r.Events[i] = e
 				}

@@ -277,13 +277,16 @@ func (c *Cache) apply(r store.WatchResult) {
 		if rc == nil {
 			continue
 		}
+		if ev.Type == store.Delete {
+			// A deletion carries no value: the cached object, stamped
+			// with the deletion's revision, is what watchers get.
+			ds = append(ds, decoded{rc, ev, nil})
+			continue
+		}
 		e, err := rc.decode(ev.KV.Key, ev.KV.Value, ev.KV.ModRevision)
 		if err != nil {
-			if ev.Type != store.Delete {
-				c.cfg.Log.Error("watch cache: undecodable object skipped", "key", ev.KV.Key, "err", err)
-				continue
-			}
-			e = nil // a deletion whose last value etcd no longer has: use the cached one
+			c.cfg.Log.Error("watch cache: undecodable object skipped", "key", ev.KV.Key, "err", err)
+			continue
 		}
 		ds = append(ds, decoded{rc, ev, e})
 	}
@@ -299,11 +302,7 @@ func (c *Cache) apply(r store.WatchResult) {
 			}
 			delete(d.rc.items, d.ev.KV.Key)
 			d.rc.unindex(d.ev.KV.Key, prev)
-			e := d.e
-			if e == nil {
-				e = prev
-			}
-			out = Event{Type: Deleted, Entry: e, Prev: prev.withoutData()}
+			out = Event{Type: Deleted, Entry: d.rc.restamp(d.ev.KV.Key, prev, d.ev.KV.ModRevision), Prev: prev.withoutData()}
 		case prev == nil:
 			d.rc.items[d.ev.KV.Key] = d.e
 			d.rc.index(d.ev.KV.Key, d.e)
@@ -541,4 +540,24 @@ func (c *Cache) Count(resource string) int {
 		return len(rc.items)
 	}
 	return 0
+}
+
+// restamp returns the cached entry e as of revision rev, a deletion's: its
+// stored form (its Data without the resourceVersion the decoder inserted)
+// decoded again with that revision, so that a watcher resuming from the
+// deletion's resourceVersion does not see it again. An entry that does not
+// know where its resourceVersion is (RVEnd 0) keeps its own.
+func (rc *resourceCache) restamp(key string, e *Entry, rev int64) *Entry {
+	start, end := int(e.RVStart), int(e.RVEnd)
+	if end <= start || end > len(e.Data) {
+		return e
+	}
+	stored := make([]byte, 0, len(e.Data)-(end-start))
+	stored = append(stored, e.Data[:start]...)
+	stored = append(stored, e.Data[end:]...)
+	out, err := rc.decode(key, stored, rev)
+	if err != nil {
+		return e
+	}
+	return out
 }
