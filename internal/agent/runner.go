@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -70,10 +69,11 @@ func (r *runner) update(vmi *v1.VirtualMachineInstance) {
 	}
 }
 
+// newer reports whether a is at least as new as b (true when their order
+// is unknown).
 func newer(a, b *v1.VirtualMachineInstance) bool {
-	x, err1 := strconv.ParseInt(a.ResourceVersion, 10, 64)
-	y, err2 := strconv.ParseInt(b.ResourceVersion, 10, 64)
-	return err1 != nil || err2 != nil || x >= y
+	cmp, ok := v1.CompareResourceVersions(a.ResourceVersion, b.ResourceVersion)
+	return !ok || cmp >= 0
 }
 
 func (r *runner) run(ctx context.Context) {

@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"strconv"
 	"sync"
 
 	v1 "github.com/vigil-vm/vigil/api/v1"
@@ -62,10 +61,9 @@ func (w *written) forget(key string) {
 	delete(w.m, key)
 }
 
-// newer reports whether resourceVersion a is later than b. Both are etcd
-// revisions; anything else is never newer.
+// newer reports whether resourceVersion a is later than b; never when
+// their order is unknown.
 func newer(a, b string) bool {
-	x, err1 := strconv.ParseUint(a, 10, 64)
-	y, err2 := strconv.ParseUint(b, 10, 64)
-	return err1 == nil && err2 == nil && x > y
+	cmp, ok := v1.CompareResourceVersions(a, b)
+	return ok && cmp > 0
 }
