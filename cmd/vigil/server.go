@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -127,17 +126,7 @@ func (o *serverOptions) complete() error {
 	return nil
 }
 
-// serverGOGC is the server's garbage-collection target unless GOGC is set:
-// the heap may grow 50% over the live data between collections instead of
-// Go's default 100%. The server's live heap is mostly caches that grow with
-// the fleet (the watch cache, the controllers' informers), so the default
-// would double the footprint of a large fleet for a little less GC work.
-const serverGOGC = 50
-
 func (o *serverOptions) run(ctx context.Context, cmd *cobra.Command) error {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(serverGOGC)
-	}
 	s, err := server.Start(ctx, o.cfg)
 	if err != nil {
 		return err
