@@ -218,7 +218,6 @@ func (cl *cluster) mustVigil(args ...string) string {
 	return out
 }
 
-// waitFor polls cond until it holds or the timeout passes.
 // waitEventAbout waits for an event about the named object with reason (events
 // are written asynchronously, after the change they report).
 func (cl *cluster) waitEventAbout(name, reason string, timeout time.Duration) {
@@ -229,6 +228,7 @@ func (cl *cluster) waitEventAbout(name, reason string, timeout time.Duration) {
 	})
 }
 
+// waitFor polls cond until it holds or the timeout passes.
 func (cl *cluster) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
 	cl.t.Helper()
 	deadline := time.Now().Add(timeout)

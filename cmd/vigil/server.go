@@ -33,6 +33,7 @@ type serverOptions struct {
 	agent                                 agentOptions
 	crashLoopBaseDelay, crashLoopMaxDelay time.Duration
 	nodeLostAfter                         time.Duration
+	startingStatusHold                    time.Duration
 	fenceCommand                          string
 }
 
@@ -81,6 +82,7 @@ process unless --no-agent is given.`,
 	f.StringVar(&o.pprofAddr, "pprof", "", "serve Go's profiles (net/http/pprof) on this HOST:PORT, e.g. 127.0.0.1:6060; off by default")
 	f.DurationVar(&o.crashLoopBaseDelay, "crashloop-base-delay", 10*time.Second, "the crash-loop backoff's first delay")
 	f.DurationVar(&o.crashLoopMaxDelay, "crashloop-max-delay", 300*time.Second, "the crash-loop backoff's longest delay")
+	f.DurationVar(&o.startingStatusHold, "starting-status-hold", 0, "how long the VM controller may hold back a status write that would only say a VM is Starting, waiting for its new VMI to run, to save a write per start (0: write it at once, as KubeVirt does)")
 	f.DurationVar(&o.nodeLostAfter, "node-lost-after", nodehealth.DefaultNodeLostAfter, "how long a node may go without renewing its lease before it is declared lost and its VMs recovered elsewhere (at least --fence-after + 2s)")
 	f.StringVar(&o.fenceCommand, "fence-command", "", "command (split on spaces, no shell) that fences a lost node before its VMs are recovered, e.g. an IPMI or Redfish fence agent; it gets $VIGIL_NODE and $VIGIL_NODE_ADDRESS")
 	o.agent.addFlags(cmd, "agent-")
@@ -115,6 +117,9 @@ func (o *serverOptions) complete() error {
 	}
 	if o.crashLoopBaseDelay <= 0 || o.crashLoopMaxDelay < o.crashLoopBaseDelay {
 		return fmt.Errorf("--crashloop-base-delay (%s) must be positive and at most --crashloop-max-delay (%s)", o.crashLoopBaseDelay, o.crashLoopMaxDelay)
+	}
+	if o.startingStatusHold < 0 || o.startingStatusHold > time.Minute {
+		return fmt.Errorf("--starting-status-hold (%s) must be between 0 and 1m", o.startingStatusHold)
 	}
 	if o.nodeLostAfter < o.agent.fenceAfter+fenceMargin {
 		return fmt.Errorf("--node-lost-after (%s) must exceed --fence-after (%s) by at least %s, or a lost node's guests could still run when its VMs are started elsewhere",
@@ -162,7 +167,7 @@ func (o *serverOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		_ = leader.Run(runCtx, leader.Config{Client: s.Etcd(), Identity: identity, Instance: instance, Log: o.cfg.Log}, func(ctx context.Context) {
 			controlplane.Run(ctx, controlplane.Config{
 				Client: c, Host: host, CrashLoopBaseDelay: o.crashLoopBaseDelay, CrashLoopMaxDelay: o.crashLoopMaxDelay,
-				NodeLostAfter: o.nodeLostAfter, FenceCommand: strings.Fields(o.fenceCommand),
+				NodeLostAfter: o.nodeLostAfter, FenceCommand: strings.Fields(o.fenceCommand), StartingStatusHold: o.startingStatusHold,
 				Log: o.cfg.Log.With("component", "controllers"),
 			})
 		})

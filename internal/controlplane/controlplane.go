@@ -30,6 +30,8 @@ type Config struct {
 	// NodeLostAfter and FenceCommand configure the node-health controller.
 	NodeLostAfter time.Duration
 	FenceCommand  []string
+	// StartingStatusHold is the VM controller's StartingHold (0: none).
+	StartingStatusHold time.Duration
 	// Workers per controller (default 128: a pass mostly waits on API
 	// writes, which etcd serves far better concurrently than one by one).
 	Workers int
@@ -58,7 +60,7 @@ func Run(ctx context.Context, cfg Config) {
 	sched := scheduler.New(scheduler.Config{Client: cfg.Client, Recorder: schedRec, Workers: cfg.Workers, Log: cfg.Log, Caches: shared})
 	vms := vm.New(vm.Config{
 		Client: cfg.Client, Recorder: vmRec, BackoffBase: cfg.CrashLoopBaseDelay, BackoffMax: cfg.CrashLoopMaxDelay,
-		Workers: cfg.Workers, Log: cfg.Log, Caches: shared, Placer: sched,
+		Workers: cfg.Workers, Log: cfg.Log, Caches: shared, Placer: sched, StartingHold: cfg.StartingStatusHold,
 	})
 	health := nodehealth.New(nodehealth.Config{
 		Client: cfg.Client, Recorder: healthRec, NodeLostAfter: cfg.NodeLostAfter, FenceCommand: cfg.FenceCommand, Log: cfg.Log,

@@ -17,11 +17,11 @@ import (
 // linger time for others to join, commits them all in one transaction, and
 // hands each its result. No goroutine outlives a call.
 
-// batchMax is the most creates in one transaction: etcd refuses transactions
+// batchMax is the most writes in one transaction: etcd refuses transactions
 // of more than 128 operations by default (--max-txn-ops).
 const batchMax = 128
 
-// batchLinger is how long the first create of a batch waits for company.
+// batchLinger is how long the first write of a batch waits for company.
 const batchLinger = 50 * time.Millisecond
 
 type batchOp struct {
@@ -43,7 +43,17 @@ type batch struct {
 	// taken: a committer has the batch, its leader or a write that
 	// carries it (guarded by the batcher's mu).
 	taken bool
+	// keys and bytes describe the ops, so that a write carries only a
+	// batch etcd will take in one transaction with it: no key twice, well
+	// under etcd's request size limit (guarded by the batcher's mu).
+	keys  map[string]struct{}
+	bytes int
+	dup   bool
 }
+
+// carryMaxBytes bounds the batch an update carries: etcd refuses requests
+// over 1.5 MiB by default (--max-request-bytes).
+const carryMaxBytes = 512 << 10
 
 type batcher struct {
 	s      *Store
@@ -70,7 +80,7 @@ func (s *Store) CreateBatched(ctx context.Context, key string, value []byte, ttl
 }
 
 // UpdateBatched is Update for objects that tolerate sharing their revision
-// with other writes made at about the same time (lease renewals): it waits
+// with other writes made at about the same time (Events' counts): it waits
 // up to a few milliseconds for other writes and commits them in one etcd
 // transaction. The result is the same as Update's, conflicts included.
 func (s *Store) UpdateBatched(ctx context.Context, key string, value []byte, expectedRev int64) (KV, error) {
@@ -97,11 +107,16 @@ func (bt *batcher) join(op *batchOp) (b *batch, lead bool) {
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
 	if bt.open == nil {
-		bt.open = &batch{full: make(chan struct{}), done: make(chan struct{})}
+		bt.open = &batch{full: make(chan struct{}), done: make(chan struct{}), keys: map[string]struct{}{}}
 		lead = true
 	}
 	b = bt.open
 	b.ops = append(b.ops, op)
+	if _, ok := b.keys[op.key]; ok {
+		b.dup = true
+	}
+	b.keys[op.key] = struct{}{}
+	b.bytes += len(op.key) + len(op.value)
 	if len(b.ops) == batchMax {
 		close(b.full)
 		bt.open = nil
@@ -150,13 +165,11 @@ func (bt *batcher) take(key string) *batch {
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
 	b := bt.open
-	if b == nil || b.taken {
+	if b == nil || b.taken || b.dup || b.bytes > carryMaxBytes {
 		return nil
 	}
-	for _, op := range b.ops {
-		if op.key == key {
-			return nil
-		}
+	if _, ok := b.keys[key]; ok {
+		return nil
 	}
 	b.taken = true
 	bt.open = nil
@@ -268,14 +281,22 @@ func unsettled(ops []*batchOp, reads []*etcdserverpb.ResponseOp) []*batchOp {
 // batch's ops that can still succeed are committed on their own.
 func (s *Store) updateCarrying(ctx context.Context, key string, value []byte, expectedRev int64, b *batch) (KV, error) {
 	cmps, puts, gets := opsTxn(b.ops)
-	resp, err := s.c.Txn(ctx).
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := s.c.Txn(tctx).
 		If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", expectedRev)}, cmps...)...).
 		Then(append([]clientv3.Op{clientv3.OpPut(key, string(value), clientv3.WithIgnoreLease())}, puts...)...).
 		Else(append([]clientv3.Op{clientv3.OpGet(key)}, gets...)...).
 		Commit()
 	if err != nil {
+		// Whatever failed (etcd down, or refusing the batch: too large, a
+		// lease gone), the batch is written on its own and the update is
+		// tried alone, as if it had carried nothing.
 		s.batch.finish(ctx, b, b.ops)
-		return KV{}, translate(err, key)
+		if ctx.Err() != nil {
+			return KV{}, translate(err, key)
+		}
+		return s.update(ctx, key, value, expectedRev)
 	}
 	if resp.Succeeded {
 		settled(b.ops, resp.Header.Revision)

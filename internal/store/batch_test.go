@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
@@ -165,5 +166,110 @@ func TestUpdateDoesNotCarryItsOwnKey(t *testing.T) {
 	_ = openBatch(t, s, "/o/vmi")
 	if b := s.batch.take("/o/vmi"); b != nil {
 		t.Fatal("an update of /o/vmi took a batch that creates /o/vmi")
+	}
+}
+
+// TestUpdateLeavesUncarriableBatch: a batch that writes one key twice
+// (which etcd refuses in one transaction) or is too large is not carried;
+// the update goes alone and the batch is still written, each key once.
+func TestUpdateLeavesUncarriableBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keys  []string
+		value []byte
+	}{
+		{"same key twice", []string{"/e/same", "/e/same"}, []byte("event")},
+		{"too large", []string{"/e/big1", "/e/big2"}, make([]byte, carryMaxBytes/2+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newCarryStore(t)
+			ctx := context.Background()
+			obj, _ := s.Create(ctx, "/o/vmi", []byte("v0"), 0)
+			errs := make(chan error, len(tc.keys))
+			for _, k := range tc.keys {
+				go func() {
+					_, err := s.CreateBatched(ctx, k, tc.value, 0)
+					errs <- err
+				}()
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				s.batch.mu.Lock()
+				n := 0
+				if s.batch.open != nil {
+					n = len(s.batch.open.ops)
+				}
+				s.batch.mu.Unlock()
+				if n == len(tc.keys) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the creates never joined the batch")
+				}
+			}
+			if _, err := s.Update(ctx, "/o/vmi", []byte("v1"), obj.ModRevision); err != nil {
+				t.Fatalf("update next to an uncarriable batch: %v", err)
+			}
+			s.batch.mu.Lock()
+			b := s.batch.open
+			s.batch.mu.Unlock()
+			if b == nil {
+				t.Fatal("the update carried the batch")
+			}
+			// Commit it as its leader would.
+			s.batch.mu.Lock()
+			b.taken, s.batch.open = true, nil
+			s.batch.mu.Unlock()
+			s.batch.finish(ctx, b, b.ops)
+			written := 0
+			for _, err := range wait(t, errs, len(tc.keys)) {
+				switch {
+				case err == nil:
+					written++
+				case !IsExists(err):
+					t.Errorf("batched create: %v", err)
+				}
+			}
+			if want := len(map[string]bool{tc.keys[0]: true, tc.keys[1]: true}); written != want {
+				t.Errorf("%d creates written, want %d", written, want)
+			}
+		})
+	}
+}
+
+// TestUpdateRetriedAloneWhenBatchRefused: when etcd refuses the carried
+// batch (here: its lease was revoked), the update is tried alone and
+// succeeds; the batch's writes get their own errors.
+func TestUpdateRetriedAloneWhenBatchRefused(t *testing.T) {
+	s := newCarryStore(t)
+	ctx := context.Background()
+	obj, _ := s.Create(ctx, "/o/vmi", []byte("v0"), 0)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := s.CreateBatched(ctx, "/e/1", []byte("event"), time.Hour)
+		errs <- err
+	}()
+	var lease clientv3.LeaseID
+	for deadline := time.Now().Add(10 * time.Second); lease == 0; time.Sleep(time.Millisecond) {
+		s.batch.mu.Lock()
+		if s.batch.open != nil && len(s.batch.open.ops) == 1 {
+			lease = s.batch.open.ops[0].lease
+		}
+		s.batch.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the create never joined the batch")
+		}
+	}
+	if _, err := s.c.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	up, err := s.Update(ctx, "/o/vmi", []byte("v1"), obj.ModRevision)
+	if err != nil {
+		t.Fatalf("update carrying a refused batch: %v", err)
+	}
+	if kv, _ := s.Get(ctx, "/o/vmi"); string(kv.Value) != "v1" || kv.ModRevision != up.ModRevision {
+		t.Errorf("stored %q@%d, want v1@%d", kv.Value, kv.ModRevision, up.ModRevision)
+	}
+	if err := wait(t, errs, 1)[0]; err == nil {
+		t.Error("a create with a revoked lease succeeded")
 	}
 }

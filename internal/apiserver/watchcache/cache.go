@@ -546,15 +546,16 @@ func (c *Cache) Count(resource string) int {
 // stored form (its Data without the resourceVersion the decoder inserted)
 // decoded again with that revision, so that a watcher resuming from the
 // deletion's resourceVersion does not see it again. An entry that does not
-// know where its resourceVersion is (RVEnd 0) keeps its own.
+// know where its resourceVersion is (RVEnd 0, decoded in full) is decoded
+// again from its Data, whose resourceVersion the full decode replaces.
 func (rc *resourceCache) restamp(key string, e *Entry, rev int64) *Entry {
 	start, end := int(e.RVStart), int(e.RVEnd)
-	if end <= start || end > len(e.Data) {
-		return e
+	stored := e.Data
+	if end > start && end <= len(e.Data) {
+		stored = make([]byte, 0, len(e.Data)-(end-start))
+		stored = append(stored, e.Data[:start]...)
+		stored = append(stored, e.Data[end:]...)
 	}
-	stored := make([]byte, 0, len(e.Data)-(end-start))
-	stored = append(stored, e.Data[:start]...)
-	stored = append(stored, e.Data[end:]...)
 	out, err := rc.decode(key, stored, rev)
 	if err != nil {
 		return e

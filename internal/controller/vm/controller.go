@@ -39,8 +39,8 @@ type Config struct {
 	// is created already scheduled (one write instead of two).
 	Placer Placer
 	// StartingHold is how long the status write that would only say a VM is
-	// Starting waits for its new VMI to run (default DefaultStartingHold;
-	// negative: never wait).
+	// Starting may wait for its new VMI to run, saving a write per start
+	// (0 or negative: never wait, KubeVirt's behaviour and the default).
 	StartingHold time.Duration
 }
 
@@ -77,9 +77,6 @@ func New(cfg Config) *Controller {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.StartingHold == 0 {
-		cfg.StartingHold = DefaultStartingHold
 	}
 	c := &Controller{cfg: cfg, log: cfg.Log.With("controller", "vm"), exp: newExpectations(), caches: cfg.Caches,
 		hold: startHold{hold: cfg.StartingHold}}

@@ -10,17 +10,15 @@ import (
 	"github.com/vigil-vm/vigil/internal/runstrategy"
 )
 
-// DefaultStartingHold is how long the status write that would only say a
-// VM is Starting waits for its VMI to run (Config.StartingHold).
-const DefaultStartingHold = time.Second
-
-// startHold holds back the status write of a VM whose VMI this controller
-// has just created, while that write would only say "Starting": a VMI
-// usually runs within milliseconds, and then one write says Running instead
-// of one saying Starting and another saying Running. It is a write saved per
-// start. Once the hold expires, or the status has anything else to say (a
-// request consumed, a failure, a start-failure count), it is written as
-// usual.
+// startHold, when enabled (Config.StartingHold, off by default), holds back
+// the status write of a VM whose VMI this controller has just created,
+// while that write would only say "Starting": a VMI usually runs within
+// milliseconds, and then one write says Running instead of one saying
+// Starting and another saying Running. It is a write saved per start, at
+// the price of KubeVirt's rule that the status says Starting as soon as
+// the VMI is created. Once the hold expires, or the status has anything
+// else to say (a request consumed, a failure, a start-failure count), it
+// is written as usual.
 type startHold struct {
 	hold time.Duration
 
