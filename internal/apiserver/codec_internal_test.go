@@ -14,30 +14,15 @@ import (
 
 	v1 "github.com/vigil-vm/vigil/api/v1"
 	"github.com/vigil-vm/vigil/internal/apiserver/watchcache"
-	"github.com/vigil-vm/vigil/internal/store"
 )
 
 // refDecoderFor is the watch cache's decoder as it was before it spliced the
-// resourceVersion in: a full decode and re-encode. The tests hold the
+// resourceVersion in: decode in full, encode again (decodeEntryFull, which
+// the splicing decoder still falls back to). The tests hold the splicing
 // decoder to it.
 func refDecoderFor(r *resource) watchcache.Decoder {
 	return func(key string, value []byte, rev int64) (*watchcache.Entry, error) {
-		obj, err := decodeStored(r, store.KV{Key: key, Value: value, ModRevision: rev})
-		if err != nil {
-			return nil, err
-		}
-		data, err := json.Marshal(obj)
-		if err != nil {
-			return nil, err
-		}
-		var owners []string
-		for _, o := range obj.GetOwnerReferences() {
-			owners = append(owners, string(o.UID))
-		}
-		return &watchcache.Entry{
-			Key: key, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID()), Rev: rev,
-			Data: data, Labels: watchcache.NewSet(obj.GetLabels()), Fields: watchcache.NewSet(r.fields(obj)), Owners: owners,
-		}, nil
+		return decodeEntryFull(r, key, value, rev)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
@@ -36,18 +35,23 @@ func openBatch(t *testing.T, s *Store, keys ...string) <-chan error {
 			errs <- err
 		}()
 	}
+	joined(t, s, len(keys))
+	return errs
+}
+
+// joined waits until the open batch holds n writes, and returns it.
+func joined(t *testing.T, s *Store, n int) *batch {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		s.batch.mu.Lock()
-		n := 0
-		if s.batch.open != nil {
-			n = len(s.batch.open.ops)
-		}
+		b := s.batch.open
+		full := b != nil && len(b.ops) == n
 		s.batch.mu.Unlock()
-		if n == len(keys) {
-			return errs
+		if full {
+			return b
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d creates in the open batch after 10s", n, len(keys))
+			t.Fatalf("%d writes never joined the open batch", n)
 		}
 	}
 }
@@ -192,20 +196,7 @@ func TestUpdateLeavesUncarriableBatch(t *testing.T) {
 					errs <- err
 				}()
 			}
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-				s.batch.mu.Lock()
-				n := 0
-				if s.batch.open != nil {
-					n = len(s.batch.open.ops)
-				}
-				s.batch.mu.Unlock()
-				if n == len(tc.keys) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the creates never joined the batch")
-				}
-			}
+			joined(t, s, len(tc.keys))
 			if _, err := s.Update(ctx, "/o/vmi", []byte("v1"), obj.ModRevision); err != nil {
 				t.Fatalf("update next to an uncarriable batch: %v", err)
 			}
@@ -248,17 +239,7 @@ func TestUpdateRetriedAloneWhenBatchRefused(t *testing.T) {
 		_, err := s.CreateBatched(ctx, "/e/1", []byte("event"), time.Hour)
 		errs <- err
 	}()
-	var lease clientv3.LeaseID
-	for deadline := time.Now().Add(10 * time.Second); lease == 0; time.Sleep(time.Millisecond) {
-		s.batch.mu.Lock()
-		if s.batch.open != nil && len(s.batch.open.ops) == 1 {
-			lease = s.batch.open.ops[0].lease
-		}
-		s.batch.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the create never joined the batch")
-		}
-	}
+	lease := joined(t, s, 1).ops[0].lease
 	if _, err := s.c.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
