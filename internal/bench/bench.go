@@ -121,6 +121,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench directory: %w", err)
 	}
 	r := &run{cfg: cfg, dir: dir, rep: newReport(cfg)}
 	if err := r.start(ctx); err != nil {
