@@ -2,10 +2,12 @@ package watchcache
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -121,6 +123,30 @@ type Cache struct {
 	// written holds, by key, the revision of a write the cache was told of
 	// (Wrote) and has not applied yet.
 	written map[string]int64
+	// pending holds the same writes by revision, lowest first, so that the
+	// cache forgets each as it applies it without scanning written (a map
+	// that held thousands of keys during a burst costs as much to iterate
+	// when it is nearly empty).
+	pending writeHeap
+}
+
+type pendingWrite struct {
+	rev int64
+	key string
+}
+
+// writeHeap is a min-heap of writes by revision (container/heap).
+type writeHeap []pendingWrite
+
+func (h writeHeap) Len() int           { return len(h) }
+func (h writeHeap) Less(i, j int) bool { return h[i].rev < h[j].rev }
+func (h writeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *writeHeap) Push(x any)        { *h = append(*h, x.(pendingWrite)) }
+func (h *writeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 type resourceCache struct {
@@ -329,9 +355,10 @@ func (c *Cache) apply(r store.WatchResult) {
 func (c *Cache) forgetWritesLocked(rev int64) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	for k, w := range c.written {
-		if w <= rev {
-			delete(c.written, k)
+	for len(c.pending) > 0 && c.pending[0].rev <= rev {
+		w := heap.Pop(&c.pending).(pendingWrite)
+		if c.written[w.key] <= rev { // not written again since
+			delete(c.written, w.key)
 		}
 	}
 }
@@ -481,6 +508,7 @@ func (c *Cache) Wrote(key string, rev int64) {
 	defer c.wmu.Unlock()
 	if c.written[key] < rev {
 		c.written[key] = rev
+		heap.Push(&c.pending, pendingWrite{rev: rev, key: key})
 	}
 }
 
@@ -518,6 +546,28 @@ func (c *Cache) Dependents(ownerUID string) []*Entry {
 		}
 	}
 	return out
+}
+
+// MissingOwners returns the UIDs named as owner by some entry, in any
+// resource, that no entry has: the owners whose dependents are orphans. It
+// reads one consistent state, from the owner index: a dependent created
+// after its owner is never taken for an orphan.
+func (c *Cache) MissingOwners() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	missing := map[string]struct{}{}
+	for _, rc := range c.res {
+	owners:
+		for o := range rc.byOwner {
+			for _, other := range c.res {
+				if _, ok := other.uids[o]; ok {
+					continue owners
+				}
+			}
+			missing[o] = struct{}{}
+		}
+	}
+	return slices.Collect(maps.Keys(missing))
 }
 
 // Exists reports whether an object with uid exists, in any resource.

@@ -114,3 +114,34 @@ func TestFreshAfterWrote(t *testing.T) {
 		t.Error("Fresh of b is wrong")
 	}
 }
+
+// TestMissingOwners: owners named by some entry that no entry, in any
+// resource, has; each once however many dependents name it.
+func TestMissingOwners(t *testing.T) {
+	e := newEnv(t, watchcache.Config{})
+	check := func(want ...string) {
+		t.Helper()
+		e.fresh()
+		got := e.c.MissingOwners()
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("missing owners: %v, want %v", got, want)
+		}
+	}
+	check()
+	e.put(others+"owner", doc{UID: "o1"})
+	e.put(things+"a", doc{UID: "1", Owners: []string{"o1"}})            // owner in another resource
+	e.put(things+"b", doc{UID: "2", Owners: []string{"o1", "gone"}})    // one owner missing
+	e.put(others+"c", doc{UID: "3", Owners: []string{"gone", "gone2"}}) // named twice across resources
+	e.put(things+"d", doc{UID: "4", Owners: []string{"1"}})             // owned by a dependent
+	check("gone", "gone2")
+	e.del(others + "owner")
+	check("gone", "gone2", "o1")
+	e.del(things + "a")
+	check("1", "gone", "gone2", "o1")
+	e.put(others+"owner", doc{UID: "o1"})
+	e.put(things+"d", doc{UID: "4"})
+	e.del(things + "b")
+	e.del(others + "c")
+	check()
+}
