@@ -140,26 +140,50 @@ func decodeObject(r *resource, body []byte) (object, error) {
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, badRequest("the request body is not a JSON object; send a %s", r.kind)
 	}
+	// One parse when the body is good; a body that does not decode is
+	// looked at again for its kind, so that a body of another kind is
+	// named as such rather than by the fields this kind lacks.
+	obj := r.newObj()
+	derr := v1.Decode(body, obj)
+	if derr == nil {
+		tm, ok := obj.GetObjectKind().(*metav1.TypeMeta)
+		if !ok { // every kind embeds TypeMeta; should one not, look again
+			ti, err := v1.PeekType(body)
+			if err != nil {
+				return nil, err
+			}
+			tm = &metav1.TypeMeta{APIVersion: ti.APIVersion, Kind: ti.Kind}
+		}
+		if err := checkTypeMeta(r, tm.APIVersion, tm.Kind); err != nil {
+			return nil, err
+		}
+		setTypeMeta(obj, r)
+		return obj, nil
+	}
 	ti, err := v1.PeekType(body)
 	if err != nil {
 		return nil, err
 	}
-	if ti.APIVersion != "" && ti.APIVersion != r.apiVersion() {
-		return nil, badRequest("the apiVersion in the body (%s) is not %s, the apiVersion of %s", ti.APIVersion, r.apiVersion(), r.plural)
-	}
-	if ti.Kind != "" && ti.Kind != r.kind {
-		return nil, badRequest("the kind in the body (%s) is not %s: this endpoint serves %s", ti.Kind, r.kind, r.plural)
-	}
-	obj := r.newObj()
-	if err := v1.Decode(body, obj); err != nil {
-		var de *v1.DecodeError
-		if errors.As(err, &de) && de.Syntax == nil {
-			return nil, invalid(r, nameOf(body), de.Fields)
-		}
+	if err := checkTypeMeta(r, ti.APIVersion, ti.Kind); err != nil {
 		return nil, err
 	}
-	setTypeMeta(obj, r)
-	return obj, nil
+	var de *v1.DecodeError
+	if errors.As(derr, &de) && de.Syntax == nil {
+		return nil, invalid(r, nameOf(body), de.Fields)
+	}
+	return nil, derr
+}
+
+// checkTypeMeta refuses a body whose apiVersion or kind, where given, is not
+// r's.
+func checkTypeMeta(r *resource, apiVersion, kind string) error {
+	if apiVersion != "" && apiVersion != r.apiVersion() {
+		return badRequest("the apiVersion in the body (%s) is not %s, the apiVersion of %s", apiVersion, r.apiVersion(), r.plural)
+	}
+	if kind != "" && kind != r.kind {
+		return badRequest("the kind in the body (%s) is not %s: this endpoint serves %s", kind, r.kind, r.plural)
+	}
+	return nil
 }
 
 // nameOf extracts metadata.name from a body that did not decode, for messages.
