@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-vm/vigil/internal/cli"
 	"github.com/vigil-vm/vigil/internal/controller/nodehealth"
 	"github.com/vigil-vm/vigil/internal/controlplane"
+	"github.com/vigil-vm/vigil/internal/inproc"
 	"github.com/vigil-vm/vigil/internal/leader"
 	"github.com/vigil-vm/vigil/internal/server"
 )
@@ -148,7 +149,10 @@ func (o *serverOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	o.cfg.Log.Info("vigil server is serving", "url", s.URL, "etcd", etcdDescription(o.cfg))
 	fmt.Fprintf(cmd.OutOrStdout(), "vigil server listening on %s\n", s.URL)
 
-	c, err := client.New(client.Config{Server: s.URL, Token: o.cfg.Token, UserAgent: "vigil-server"})
+	// The controllers and the local agent reach this server's API in
+	// process: no socket, the same handler and checks as any client.
+	c, err := client.New(client.Config{Server: s.URL, Token: o.cfg.Token, UserAgent: "vigil-server",
+		Transport: &inproc.Transport{Handler: s.Handler()}})
 	if err != nil {
 		return err
 	}

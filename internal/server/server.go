@@ -213,6 +213,10 @@ func etcdTLS(cfg Config) (*tls.Config, error) {
 	return tc, nil
 }
 
+// Handler is the API's HTTP handler, for clients in this process
+// (inproc.Transport): the same handler the listener serves.
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
 // Etcd returns the etcd client, for the controllers' leader election.
 func (s *Server) Etcd() *clientv3.Client { return s.etcd }
 
