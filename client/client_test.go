@@ -181,6 +181,20 @@ func TestVerbsAndOptions(t *testing.T) {
 	if _, err := vms.Get(bg, "dry"); !apierrors.IsNotFound(err) {
 		t.Errorf("dry-run create stored the VM: %v", err)
 	}
+	// A discarded result: the write happens, the answer is not decoded,
+	// and an error is still an error.
+	if res, err := vms.Create(bg, newVM("discarded", v1.RunStrategyHalted), client.WriteOptions{DiscardResult: true}); err != nil || res != nil {
+		t.Fatalf("create with DiscardResult = %v, %v; want nil, nil", res, err)
+	}
+	if stored, err := vms.Get(bg, "discarded"); err != nil || stored.Name != "discarded" {
+		t.Fatalf("the discarded create was not stored: %v", err)
+	}
+	if _, err := vms.Create(bg, newVM("discarded", v1.RunStrategyHalted), client.WriteOptions{DiscardResult: true}); !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("a refused create with DiscardResult: %v, want AlreadyExists", err)
+	}
+	if _, err := vms.Delete(bg, "discarded", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 5 {
 		vm := newVM("vm-"+string(rune('a'+i)), v1.RunStrategyHalted)
 		vm.Labels = map[string]string{"odd": map[bool]string{true: "yes", false: "no"}[i%2 == 1]}

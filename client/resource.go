@@ -84,6 +84,18 @@ func (o ListOptions) query() url.Values {
 type WriteOptions struct {
 	// DryRun validates without persisting.
 	DryRun bool
+	// DiscardResult skips decoding the object the server answers with, for
+	// callers that only need to know that the write succeeded (an event
+	// recorder); the call returns the zero value instead.
+	DiscardResult bool
+}
+
+// result is where the answer of a write goes: out, or nowhere.
+func (o WriteOptions) result(out any) any {
+	if o.DiscardResult {
+		return nil
+	}
+	return out
 }
 
 func (o WriteOptions) query() url.Values {
@@ -122,7 +134,7 @@ func (r *Resource[T]) List(ctx context.Context, opts ListOptions) (*List[T], err
 // Create creates obj and returns it as stored.
 func (r *Resource[T]) Create(ctx context.Context, obj T, opts WriteOptions) (T, error) {
 	var out T
-	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: opts.query(), body: obj, out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: opts.query(), body: obj, out: opts.result(&out)})
 	return out, err
 }
 
@@ -130,14 +142,14 @@ func (r *Resource[T]) Create(ctx context.Context, obj T, opts WriteOptions) (T, 
 // resourceVersion set, a stale object fails with a Conflict.
 func (r *Resource[T]) Update(ctx context.Context, obj T, opts WriteOptions) (T, error) {
 	var out T
-	err := r.c.do(ctx, request{method: http.MethodPut, path: r.itemPath(obj.GetName()), query: opts.query(), body: obj, out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPut, path: r.itemPath(obj.GetName()), query: opts.query(), body: obj, out: opts.result(&out)})
 	return out, err
 }
 
 // UpdateStatus replaces obj's status.
 func (r *Resource[T]) UpdateStatus(ctx context.Context, obj T, opts WriteOptions) (T, error) {
 	var out T
-	err := r.c.do(ctx, request{method: http.MethodPut, path: r.itemPath(obj.GetName()) + "/status", query: opts.query(), body: obj, out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPut, path: r.itemPath(obj.GetName()) + "/status", query: opts.query(), body: obj, out: opts.result(&out)})
 	return out, err
 }
 
@@ -157,7 +169,7 @@ func (r *Resource[T]) Patch(ctx context.Context, name string, pt PatchType, data
 	if subresource != "" {
 		path += "/" + subresource
 	}
-	err := r.c.do(ctx, request{method: http.MethodPatch, path: path, query: opts.query(), body: data, contentType: string(pt), out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPatch, path: path, query: opts.query(), body: data, contentType: string(pt), out: opts.result(&out)})
 	return out, err
 }
 
@@ -420,7 +432,7 @@ func (r *VMIs) CreateOnNode(ctx context.Context, vmi *v1.VirtualMachineInstance,
 	q := opts.query()
 	q.Set("nodeName", node)
 	var out *v1.VirtualMachineInstance
-	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: q, body: vmi, out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: q, body: vmi, out: opts.result(&out)})
 	return out, err
 }
 
@@ -433,13 +445,13 @@ func (r *VMIs) ConsolePath(name string) string {
 // server's strict decoding sees every field the author wrote.
 func (r *Resource[T]) CreateRaw(ctx context.Context, doc []byte, opts WriteOptions) (T, error) {
 	var out T
-	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: opts.query(), body: doc, out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPost, path: r.collectionPath(), query: opts.query(), body: doc, out: opts.result(&out)})
 	return out, err
 }
 
 // UpdateRaw replaces an object with its JSON document as given.
 func (r *Resource[T]) UpdateRaw(ctx context.Context, name string, doc []byte, opts WriteOptions) (T, error) {
 	var out T
-	err := r.c.do(ctx, request{method: http.MethodPut, path: r.itemPath(name), query: opts.query(), body: doc, out: &out})
+	err := r.c.do(ctx, request{method: http.MethodPut, path: r.itemPath(name), query: opts.query(), body: doc, out: opts.result(&out)})
 	return out, err
 }

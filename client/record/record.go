@@ -146,7 +146,7 @@ func (r *Recorder) write(ctx context.Context, ev *v1.Event) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	events := r.c.Events(ev.Namespace)
-	_, err := events.Create(ctx, ev, client.WriteOptions{})
+	_, err := events.Create(ctx, ev, client.WriteOptions{DiscardResult: true}) // nobody reads the stored Event
 	if err == nil || !apierrors.IsAlreadyExists(err) {
 		if err != nil && ctx.Err() == nil {
 			r.log.Debug("recording an event failed", "reason", ev.Reason, "object", ev.InvolvedObject.Name, "err", err)
