@@ -3,6 +3,7 @@ package watchcache
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,10 +21,17 @@ type Watcher struct {
 	// startRev is the revision the watch started at: the initial events
 	// bring the watcher up to it.
 	startRev int64
-	// ch carries live events. Its buffer is how far the consumer (an HTTP
-	// stream) may lag behind; a watcher that would block the cache is cut
-	// off instead and resumes from its last revision.
-	ch chan Event
+	// queue holds live events not yet consumed, at most WatcherBuffer: how
+	// far the consumer (an HTTP stream) may lag behind. A watcher that would
+	// queue more is cut off instead and resumes from its last revision. It
+	// grows as needed: a buffered channel of that size would cost every
+	// watcher ~100 KiB up front (an agent has a few, and there are hundreds
+	// of agents).
+	qmu   sync.Mutex
+	queue []Event
+	qhead int
+	// queued is signalled (capacity 1) when an event is queued.
+	queued chan struct{}
 	// done is closed when the watcher is stopped or cut off; err says why.
 	done chan struct{}
 	err  error
@@ -43,7 +51,7 @@ func (c *Cache) Watch(resource, keyPrefix string, fromRev int64, match func(*Ent
 	if rc == nil {
 		return nil, ErrNotReady
 	}
-	w := &Watcher{c: c, rc: rc, match: match, keyPrefix: keyPrefix, ch: make(chan Event, c.cfg.WatcherBuffer), done: make(chan struct{}), startRev: c.rev}
+	w := &Watcher{c: c, rc: rc, match: match, keyPrefix: keyPrefix, queued: make(chan struct{}, 1), done: make(chan struct{}), startRev: c.rev}
 	if fromRev == 0 {
 		for k, e := range rc.items {
 			if strings.HasPrefix(k, keyPrefix) && (match == nil || match(e)) {
@@ -104,11 +112,41 @@ func (w *Watcher) convert(ev Event) (Event, bool) {
 }
 
 func (w *Watcher) sendLocked(ev Event) {
-	select {
-	case w.ch <- ev:
-	default:
-		w.closeLocked(nil) // too slow: cut off, the client resumes from its revision
+	w.qmu.Lock()
+	full := len(w.queue)-w.qhead >= w.c.cfg.WatcherBuffer
+	if !full {
+		w.queue = append(w.queue, ev)
 	}
+	w.qmu.Unlock()
+	if full {
+		w.closeLocked(nil) // too slow: cut off, the client resumes from its revision
+		return
+	}
+	select {
+	case w.queued <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+// pop takes the oldest queued event.
+func (w *Watcher) pop() (Event, bool) {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.qhead == len(w.queue) {
+		return Event{}, false
+	}
+	ev := w.queue[w.qhead]
+	w.queue[w.qhead] = Event{}
+	w.qhead++
+	if w.qhead == len(w.queue) { // drained: start over, and let a burst's array go
+		w.qhead = 0
+		if cap(w.queue) > 64 {
+			w.queue = nil
+		} else {
+			w.queue = w.queue[:0]
+		}
+	}
+	return ev, true
 }
 
 func (w *Watcher) closeLocked(err error) {
@@ -136,26 +174,23 @@ func (w *Watcher) Next(ctx context.Context, interrupt <-chan time.Time) (ev Even
 		}
 		return ev, true, false
 	}
-	select {
-	case ev := <-w.ch:
-		return ev, true, false
-	default:
-	}
-	select {
-	case ev := <-w.ch:
-		return ev, true, false
-	case <-w.done:
-		// Deliver what was queued before the cut.
-		select {
-		case ev := <-w.ch:
+	for {
+		if ev, ok := w.pop(); ok {
 			return ev, true, false
-		default:
 		}
-		return Event{}, false, false
-	case <-interrupt:
-		return Event{}, true, true
-	case <-ctx.Done():
-		return Event{}, false, false
+		select {
+		case <-w.queued:
+		case <-w.done:
+			// Deliver what was queued before the cut.
+			if ev, ok := w.pop(); ok {
+				return ev, true, false
+			}
+			return Event{}, false, false
+		case <-interrupt:
+			return Event{}, true, true
+		case <-ctx.Done():
+			return Event{}, false, false
+		}
 	}
 }
 
@@ -186,7 +221,14 @@ func (w *Watcher) Caught() (rev int64, ok bool) {
 }
 
 // Pending reports whether an event is ready without blocking.
-func (w *Watcher) Pending() bool { return len(w.initial) > 0 || len(w.ch) > 0 }
+func (w *Watcher) Pending() bool {
+	if len(w.initial) > 0 {
+		return true
+	}
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return w.qhead < len(w.queue)
+}
 
 // Stop ends the watch.
 func (w *Watcher) Stop() {
