@@ -40,8 +40,11 @@ func selectors(r *resource, req *http.Request) (func(*watchcache.Entry) bool, er
 	if ls.Empty() && fs.Empty() {
 		return nil, nil
 	}
+	// Matched through pointers: a Set (a slice) put in the selectors'
+	// interface parameters would be copied to the heap on every call, and a
+	// watch event is matched against every watcher of its resource.
 	return func(e *watchcache.Entry) bool {
-		return ls.Matches(e.Labels) && fs.Matches(e.Fields)
+		return ls.Matches(&e.Labels) && fs.Matches(&e.Fields)
 	}, nil
 }
 
