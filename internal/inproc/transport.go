@@ -25,7 +25,7 @@ import (
 // peers trusts it; no request from a network connection can carry it.
 const RemoteAddr = "@in-process"
 
-// streamChunk is how much a streaming response buffers before it passes
+// streamChunk is how much a streaming response collects before it passes
 // what it has on without waiting for a Flush.
 const streamChunk = 64 << 10
 
@@ -121,7 +121,7 @@ type result struct {
 }
 
 // responseWriter collects the handler's response: in buf until the handler
-// returns or flushes, then through a pipe.
+// returns or flushes, then through a stream.
 type responseWriter struct {
 	req    *http.Request   // the client's
 	ctx    context.Context // the handler's request's
@@ -133,10 +133,10 @@ type responseWriter struct {
 	wroteHeader bool
 	sentHeader  http.Header // header as of WriteHeader
 
-	mu     sync.Mutex // buf and pw: the handler may flush from another goroutine
+	mu     sync.Mutex // buf and st: the handler may flush from another goroutine
 	buf    bytes.Buffer
-	pw     *io.PipeWriter // nil until the response streams
-	handed bool           // the response went to ready
+	st     *stream // nil until the response streams
+	handed bool    // the response went to ready
 }
 
 func (w *responseWriter) serve(h http.Handler, sreq *http.Request, body io.ReadCloser) {
@@ -162,6 +162,9 @@ func (w *responseWriter) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		return // informational: a connection would send it ahead; the final status follows
+	}
 	w.wroteHeader, w.status = true, code
 	w.sentHeader = w.header.Clone()
 }
@@ -170,13 +173,13 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.req.Method == http.MethodHead {
+		return len(p), nil // no body, as a connection would eat it
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pw == nil {
-		return w.buf.Write(p)
-	}
 	w.buf.Write(p)
-	if w.buf.Len() >= streamChunk {
+	if w.st != nil && w.buf.Len() >= streamChunk {
 		if err := w.pushLocked(); err != nil {
 			return 0, err
 		}
@@ -192,24 +195,18 @@ func (w *responseWriter) Flush() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pw == nil {
-		pr, pw := io.Pipe()
-		w.pw = pw
-		// When the context ends (the client closed the body or gave up),
-		// writes fail instead of waiting for a reader that is gone.
-		context.AfterFunc(w.ctx, func() { pr.CloseWithError(context.Cause(w.ctx)) })
-		w.handLocked(&body{r: pr, close: w.cancel}, -1)
+	if w.st == nil {
+		w.st = newStream(w.ctx)
+		w.handLocked(&body{r: w.st, close: w.cancel}, -1)
 	}
-	_ = w.pushLocked() // a closed reader ends the request's context; the handler sees that
+	_ = w.pushLocked() // it fails only when the request's context ended; the handler sees that
 }
 
 func (w *responseWriter) pushLocked() error {
 	if w.buf.Len() == 0 {
 		return nil
 	}
-	// Writing to the pipe waits for the reader; holding mu meanwhile keeps
-	// the handler's writes in order, as a connection would.
-	_, err := w.pw.Write(w.buf.Bytes())
+	err := w.st.write(w.buf.Bytes())
 	w.buf.Reset()
 	return err
 }
@@ -221,20 +218,25 @@ func (w *responseWriter) finish() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pw == nil {
+	if w.st == nil {
 		n := int64(w.buf.Len())
-		w.handLocked(&body{r: bytes.NewReader(w.buf.Bytes()), close: func() {}}, n)
+		var b io.Reader = bytes.NewReader(w.buf.Bytes())
+		if w.req.Method == http.MethodHead {
+			b, n = http.NoBody, -1
+		}
+		w.handLocked(&body{r: b, close: func() {}}, n)
 		w.cancel() // the handler is done with its context
 		return
 	}
 	_ = w.pushLocked()
-	// The context lives on until the client has read the end and closes
-	// the body: ending it now would cut the stream short.
-	w.pw.Close()
+	// The context lives on until the client has read the end (or closes
+	// the body): ending it now could cut the stream short.
+	w.st.end(nil)
 }
 
 // fail ends the exchange with err: as RoundTrip's error if the response
-// was not handed over yet, else as the body's read error.
+// was not handed over yet, else as the body's read error after what was
+// written before it.
 func (w *responseWriter) fail(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -244,9 +246,8 @@ func (w *responseWriter) fail(err error) {
 		w.cancel()
 		return
 	}
-	// As in finish, the context lives until the client closes the body, so
-	// that it reads what came before the error, then the error.
-	w.pw.CloseWithError(err)
+	_ = w.pushLocked()
+	w.st.end(err)
 }
 
 func (w *responseWriter) handLocked(b io.ReadCloser, length int64) {
@@ -267,15 +268,76 @@ func (w *responseWriter) handLocked(b io.ReadCloser, length int64) {
 	}}
 }
 
-// body is a response body; closing a streaming one ends the request's
-// context, which is how a handler learns that its client went away.
+// streamChunks is how many flushes a stream holds for a client that has
+// not read them yet: the slack a connection's socket buffers would give,
+// so that a watch does not wait on every event for its reader.
+const streamChunks = 256
+
+// stream carries a streaming response from the handler to the client.
+type stream struct {
+	ctx    context.Context // the request's: when it ends, writes fail
+	chunks chan []byte
+	err    error  // the read error after the last chunk (nil: EOF); set before chunks closes
+	cur    []byte // the reader's current chunk
+}
+
+func newStream(ctx context.Context) *stream {
+	return &stream{ctx: ctx, chunks: make(chan []byte, streamChunks)}
+}
+
+// write queues a copy of p; it waits while the stream is full, until the
+// request's context ends.
+func (s *stream) write(p []byte) error {
+	if err := s.ctx.Err(); err != nil {
+		return context.Cause(s.ctx)
+	}
+	c := append([]byte(nil), p...)
+	select {
+	case s.chunks <- c:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
+// end closes the stream; the reader gets err (or EOF) after the last chunk.
+func (s *stream) end(err error) {
+	s.err = err
+	close(s.chunks)
+}
+
+func (s *stream) Read(p []byte) (int, error) {
+	for len(s.cur) == 0 {
+		c, ok := <-s.chunks
+		if !ok {
+			if s.err != nil {
+				return 0, s.err
+			}
+			return 0, io.EOF
+		}
+		s.cur = c
+	}
+	n := copy(p, s.cur)
+	s.cur = s.cur[n:]
+	return n, nil
+}
+
+// body is a response body. Closing it, or reading it to its end, ends the
+// request's context (for a stream: how a handler learns that its client
+// went away) as a connection's end would.
 type body struct {
 	r     io.Reader
 	close context.CancelFunc
 	once  sync.Once
 }
 
-func (b *body) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.once.Do(b.close)
+	}
+	return n, err
+}
 
 func (b *body) Close() error {
 	b.once.Do(b.close)

@@ -215,3 +215,84 @@ func TestWorkerIsReused(t *testing.T) {
 	}
 	<-second
 }
+
+// Informational codes are not the answer; HEAD answers carry no body.
+func TestInformationalAndHead(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "body")
+	})
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		req, _ := http.NewRequest(method, "http://x/", nil)
+		resp, err := client(h).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "body"
+		if method == http.MethodHead {
+			want = ""
+		}
+		if resp.StatusCode != http.StatusCreated || string(b) != want {
+			t.Errorf("%s: %d %q, want 201 %q", method, resp.StatusCode, b, want)
+		}
+	}
+}
+
+// A stream holds what the handler flushed while its client is not reading,
+// as a connection's buffers would: the handler does not wait on each flush.
+func TestStreamHasSlack(t *testing.T) {
+	flushed := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := range 100 {
+			fmt.Fprintln(w, i)
+			w.(http.Flusher).Flush()
+		}
+		close(flushed)
+	})
+	resp, err := client(h).Get("http://x/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	select {
+	case <-flushed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler waited for its reader")
+	}
+	lines := bufio.NewScanner(resp.Body)
+	for i := range 100 {
+		if !lines.Scan() || lines.Text() != fmt.Sprint(i) {
+			t.Fatalf("line %d: %q (%v)", i, lines.Text(), lines.Err())
+		}
+	}
+	if lines.Scan() {
+		t.Fatalf("more after the end: %q", lines.Text())
+	}
+}
+
+// Reading a stream to its end releases the handler's context, as the end
+// of a response on a connection does, even if the body is never closed.
+func TestStreamEndReleasesContext(t *testing.T) {
+	ctxc := make(chan context.Context, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctxc <- r.Context()
+		io.WriteString(w, "x")
+		w.(http.Flusher).Flush()
+	})
+	resp, err := client(h).Get("http://x/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := <-ctxc
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context lives on after the stream was read to its end")
+	}
+}

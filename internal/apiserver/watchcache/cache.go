@@ -145,6 +145,7 @@ func (h *writeHeap) Push(x any)        { *h = append(*h, x.(pendingWrite)) }
 func (h *writeHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
+	old[len(old)-1] = pendingWrite{} // let the key go
 	*h = old[:len(old)-1]
 	return x
 }
