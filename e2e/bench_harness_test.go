@@ -36,6 +36,8 @@ func TestBenchHarness(t *testing.T) {
 	}
 	if r.Bulk == nil || r.Bulk.VMs != 400 || r.Bulk.Latency.N != 400 || r.Bulk.APIWrite.N != 400 {
 		t.Errorf("bulk start: %+v, want 400 VMs measured", r.Bulk)
+	} else if r.Bulk.ServerCPUMsPerStart <= 0 || r.Bulk.HarnessCPUMsPerStart <= 0 {
+		t.Errorf("bulk start: CPU per start server %v ms, harness %v ms; want both measured", r.Bulk.ServerCPUMsPerStart, r.Bulk.HarnessCPUMsPerStart)
 	}
 	if r.Steady == nil || r.Steady.VMs != 500 || r.Steady.ServerRSSMiB <= 0 {
 		t.Errorf("steady state: %+v, want 500 VMs and a server RSS", r.Steady)

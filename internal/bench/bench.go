@@ -321,6 +321,14 @@ func (r *run) startVMs(ctx context.Context) error {
 	bulk := r.cfg.VMs - paced
 	if bulk > 0 {
 		r.progress("bulk start: %d VMs, %d clients", bulk, r.cfg.Concurrency)
+		server0, err := readProc(r.server.pid())
+		if err != nil {
+			return err
+		}
+		self0, err := readProc(os.Getpid())
+		if err != nil {
+			return err
+		}
 		cs, err := r.createVMs(ctx, "vm", paced, bulk, 0, r.cfg.Concurrency)
 		if err != nil {
 			return err
@@ -329,7 +337,17 @@ func (r *run) startVMs(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.rep.Bulk = &PhaseResult{VMs: bulk, Latency: stats(durations(lat)), APIWrite: stats(tookOf(cs)), Throughput: throughput(cs, lat)}
+		server1, err := readProc(r.server.pid())
+		if err != nil {
+			return err
+		}
+		self1, err := readProc(os.Getpid())
+		if err != nil {
+			return err
+		}
+		perStart := func(a, b procUsage) float64 { return float64(b.cpu-a.cpu) / float64(time.Millisecond) / float64(bulk) }
+		r.rep.Bulk = &PhaseResult{VMs: bulk, Latency: stats(durations(lat)), APIWrite: stats(tookOf(cs)), Throughput: throughput(cs, lat),
+			ServerCPUMsPerStart: perStart(server0, server1), HarnessCPUMsPerStart: perStart(self0, self1)}
 		r.rep.samples = append(r.rep.samples, seriesOf("bulk", lat)...)
 	}
 	r.progress("%d VMs Running", r.track.runningCount())

@@ -75,6 +75,13 @@ type PhaseResult struct {
 	Latency    LatencyStats `json:"createToRunning"`
 	// APIWrite is the create request's latency as the client saw it.
 	APIWrite LatencyStats `json:"apiCreate"`
+	// ServerCPUMsPerStart and HarnessCPUMsPerStart are the CPU time the
+	// server and this process (the simulated agents and the clients) spent
+	// in the phase, per VM started: the cost of a start, which noise from
+	// other work on the machine changes less than the throughput. Zero when
+	// not measured.
+	ServerCPUMsPerStart  float64 `json:"serverCPUMsPerStart,omitempty"`
+	HarnessCPUMsPerStart float64 `json:"harnessCPUMsPerStart,omitempty"`
 }
 
 // SteadyResult is the server at rest.
@@ -308,7 +315,7 @@ func (r *Report) Markdown(plotPath string) string {
 		p("")
 	}
 	if x := r.Bulk; x != nil {
-		p("**Bulk start** (%d VMs, %d clients): %.0f VMs/s; create-to-Running %s; create request %s.", x.VMs, r.Config.Concurrency, x.Throughput, lat(x.Latency), lat(x.APIWrite))
+		p("**Bulk start** (%d VMs, %d clients): %.0f VMs/s; create-to-Running %s; create request %s; CPU per start: server %.2f ms, harness %.2f ms.", x.VMs, r.Config.Concurrency, x.Throughput, lat(x.Latency), lat(x.APIWrite), x.ServerCPUMsPerStart, x.HarnessCPUMsPerStart)
 		p("")
 	}
 	if x := r.Steady; x != nil {
