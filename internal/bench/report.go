@@ -77,9 +77,9 @@ type PhaseResult struct {
 	APIWrite LatencyStats `json:"apiCreate"`
 	// ServerCPUMsPerStart and HarnessCPUMsPerStart are the CPU time the
 	// server and this process (the simulated agents and the clients) spent
-	// in the phase, per VM started: the cost of a start, which noise from
-	// other work on the machine changes less than the throughput. Zero when
-	// not measured.
+	// in the phase, per VM started: what a start costs, rather than how
+	// fast it went on a machine shared with other work. Zero when not
+	// measured.
 	ServerCPUMsPerStart  float64 `json:"serverCPUMsPerStart,omitempty"`
 	HarnessCPUMsPerStart float64 `json:"harnessCPUMsPerStart,omitempty"`
 }
