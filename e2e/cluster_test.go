@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-vm/vigil/internal/cli"
 	"github.com/vigil-vm/vigil/internal/controlplane"
 	"github.com/vigil-vm/vigil/internal/driver/sim"
+	"github.com/vigil-vm/vigil/internal/inproc"
 	"github.com/vigil-vm/vigil/internal/server"
 )
 
@@ -85,9 +86,15 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	if !o.noControllers {
+		// As in vigil server, the controllers reach the API in process;
+		// the test and the agents come over the network.
+		cc, err := client.New(client.Config{Server: s.URL, UserAgent: "e2e-controllers", Transport: &inproc.Transport{Handler: s.Handler()}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() {
 			defer close(done)
-			controlplane.Run(ctx, controlplane.Config{Client: c, Host: "e2e", CrashLoopBaseDelay: o.backoffBase, CrashLoopMaxDelay: o.backoffMax, Log: log})
+			controlplane.Run(ctx, controlplane.Config{Client: cc, Host: "e2e", CrashLoopBaseDelay: o.backoffBase, CrashLoopMaxDelay: o.backoffMax, Log: log})
 		}()
 	} else {
 		close(done)
