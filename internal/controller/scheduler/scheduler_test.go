@@ -8,6 +8,7 @@ package scheduler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -474,7 +475,7 @@ func TestSilentNodeSkipped(t *testing.T) {
 	e.node("b", "4", "4Gi")
 	e.renew("a")
 	e.renew("b")
-	e.startWith(scheduler.Config{Now: clock.now, SilentAfter: 3 * time.Second})
+	s := e.startWith(scheduler.Config{Now: clock.now, SilentAfter: 3 * time.Second})
 	// Let the scheduler see both leases before the clock moves.
 	e.vmi("first", "1", "1Gi", nil)
 	if n := e.bound("first"); n != "a" {
@@ -487,6 +488,17 @@ func TestSilentNodeSkipped(t *testing.T) {
 		t.Fatalf("second bound to %q, want b: a is silent", n)
 	}
 	e.updateNode("b", cordoned)
+	// The node and VMI watches are apart: wait until the scheduler has seen
+	// the cordon, or third may reach it first and be bound to b. A probe
+	// placed on b gives its room back.
+	probe := newVMI("probe", "1")
+	e.eventually("the scheduler to see b cordoned", func() bool {
+		n := s.Place(probe)
+		if n != "" {
+			s.Placed(probe, n, errors.New("a probe, not created"))
+		}
+		return n == ""
+	})
 	e.vmi("third", "1", "1Gi", nil)
 	want := "0/2 nodes are available: 1 node(s) had not renewed their lease lately, 1 node(s) were unschedulable."
 	if msg := e.unschedulable("third"); msg != want {
