@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -304,8 +305,21 @@ func TestInformerRelistAfterGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := vmis.Watch(bg, client.ListOptions{ResourceVersion: stale}); err == nil {
-		t.Fatal("the informer's resourceVersion is still in the history: the test would not force a relist")
+	// The server's history moves on once its watch cache has applied the
+	// writes, which it does on its own time.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		w, err := vmis.Watch(bg, client.ListOptions{ResourceVersion: stale})
+		if err != nil {
+			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+				t.Fatalf("watch from the stale resourceVersion: %v, want a 410", err)
+			}
+			break
+		}
+		w.Stop()
+		if time.Now().After(deadline) {
+			t.Fatal("the informer's resourceVersion is still in the history: the test would not force a relist")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	lists := lw.listCount()
 	lw.open()
