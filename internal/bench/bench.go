@@ -321,11 +321,7 @@ func (r *run) startVMs(ctx context.Context) error {
 	bulk := r.cfg.VMs - paced
 	if bulk > 0 {
 		r.progress("bulk start: %d VMs, %d clients", bulk, r.cfg.Concurrency)
-		server0, err := readProc(r.server.pid())
-		if err != nil {
-			return err
-		}
-		self0, err := readProc(os.Getpid())
+		server0, self0, err := r.usage()
 		if err != nil {
 			return err
 		}
@@ -337,11 +333,7 @@ func (r *run) startVMs(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		server1, err := readProc(r.server.pid())
-		if err != nil {
-			return err
-		}
-		self1, err := readProc(os.Getpid())
+		server1, self1, err := r.usage()
 		if err != nil {
 			return err
 		}
@@ -354,6 +346,15 @@ func (r *run) startVMs(ctx context.Context) error {
 	return nil
 }
 
+// usage reads the server's and this process's usage now.
+func (r *run) usage() (server, self procUsage, err error) {
+	if server, err = readProc(r.server.pid()); err != nil {
+		return server, self, err
+	}
+	self, err = readProc(os.Getpid())
+	return server, self, err
+}
+
 // steady measures the server at rest with every VM running.
 func (r *run) steady(ctx context.Context) error {
 	settle := 10 * time.Second
@@ -363,11 +364,7 @@ func (r *run) steady(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	before, err := readProc(r.server.pid())
-	if err != nil {
-		return err
-	}
-	self0, err := readProc(os.Getpid())
+	before, self0, err := r.usage()
 	if err != nil {
 		return err
 	}
@@ -377,11 +374,7 @@ func (r *run) steady(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	after, err := readProc(r.server.pid())
-	if err != nil {
-		return err
-	}
-	self1, err := readProc(os.Getpid())
+	after, self1, err := r.usage()
 	if err != nil {
 		return err
 	}

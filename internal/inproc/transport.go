@@ -170,9 +170,7 @@ func (w *responseWriter) WriteHeader(code int) {
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
+	w.WriteHeader(http.StatusOK) // no-op once a status is written
 	if w.req.Method == http.MethodHead {
 		return len(p), nil // no body, as a connection would eat it
 	}
@@ -190,9 +188,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 // Flush hands the response over if it has not been, and passes on what has
 // been written.
 func (w *responseWriter) Flush() {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
+	w.WriteHeader(http.StatusOK) // no-op once a status is written
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.st == nil {
@@ -213,9 +209,7 @@ func (w *responseWriter) pushLocked() error {
 
 // finish ends the response after the handler returned.
 func (w *responseWriter) finish() {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
+	w.WriteHeader(http.StatusOK) // no-op once a status is written
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.st == nil {
