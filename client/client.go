@@ -220,6 +220,7 @@ const (
 	kubevirtBase = "/apis/" + v1.GroupName + "/" + v1.Version
 	coreBase     = "/api/" + v1.Version
 	leaseBase    = "/apis/" + v1.CoordinationGroupName + "/" + v1.Version
+	vigilBase    = "/apis/" + v1.VigilGroupName + "/" + v1.Version
 	subBase      = "/apis/" + v1.SubresourceGroupName + "/" + v1.Version
 )
 

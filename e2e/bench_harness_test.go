@@ -18,7 +18,7 @@ import (
 func TestBenchHarness(t *testing.T) {
 	out := t.TempDir()
 	cmd := exec.Command(vigilBin, "bench", "--nodes", "10", "--vms", "500", "--paced-vms", "100",
-		"--steady-window", "2s", "--write-starts", "50", "--churn-duration", "10s", "--out", out)
+		"--steady-settle", "2s", "--steady-window", "2s", "--write-starts", "50", "--churn-duration", "10s", "--out", out)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("vigil bench: %v\n%s", err, b)
@@ -42,8 +42,8 @@ func TestBenchHarness(t *testing.T) {
 	if r.Steady == nil || r.Steady.VMs != 500 || r.Steady.ServerRSSMiB <= 0 {
 		t.Errorf("steady state: %+v, want 500 VMs and a server RSS", r.Steady)
 	}
-	if r.Writes == nil || r.Writes.Starts != 50 || r.Writes.BeyondCreatePerStart <= 0 || r.Writes.LeaseWritesPerSecond <= 0 {
-		t.Errorf("writes: %+v, want 50 starts with their writes counted", r.Writes)
+	if r.Writes == nil || r.Writes.Starts != 50 || r.Writes.BeyondCreatePerStart <= 0 || r.Writes.DigestWritesPerSecond <= 0 {
+		t.Errorf("writes: %+v, want 50 starts with their writes and the heartbeats' counted", r.Writes)
 	}
 	if c := r.Churn; c == nil || c.Operations == 0 || c.All.N+sum(c.Failed) != c.Operations {
 		t.Errorf("churn: %+v, want every operation measured or counted failed", c)

@@ -86,7 +86,7 @@ func vmiSummary(vmi *v1.VirtualMachineInstance) string {
 
 // TestControlPlaneFailover: two servers on a three-member etcd cluster,
 // agents that know both. Killing the leading server moves the controllers
-// to the other and the agents' lease renewals with them; then losing one
+// to the other and the agents' heartbeats with them; then losing one
 // etcd member (its Raft leader) leaves the API serving with nothing lost.
 // Throughout, no VMI is failed and no guest restarted.
 func TestControlPlaneFailover(t *testing.T) {

@@ -119,7 +119,7 @@ func TestNodeCrash(t *testing.T) {
 		f := strings.Fields(l)
 		rows[f[0]] = f
 	}
-	if h := rows["NAME"]; strings.Join(h, " ") != "NAME STATUS LEASE AGE RUNTIME ACCELERATOR CPU MEMORY REASON" {
+	if h := rows["NAME"]; strings.Join(h, " ") != "NAME STATUS HEARTBEAT AGE RUNTIME ACCELERATOR CPU MEMORY REASON" {
 		t.Errorf("vigil get nodes -o wide headers: %v", h)
 	}
 	if f := rows["node-1"]; len(f) != 9 || f[1] != "Unknown" || leaseAge(t, f[2]) < 8 || f[8] != "NodeStatusUnknown" {
@@ -136,12 +136,12 @@ func TestNodeCrash(t *testing.T) {
 	})
 }
 
-// leaseAge parses the LEASE column ("3.4s") in seconds.
+// leaseAge parses the HEARTBEAT column ("3.4s") in seconds.
 func leaseAge(t *testing.T, s string) float64 {
 	t.Helper()
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		t.Errorf("LEASE column %q is not a duration: %v", s, err)
+		t.Errorf("HEARTBEAT column %q is not a duration: %v", s, err)
 		return -1
 	}
 	return d.Seconds()

@@ -354,7 +354,7 @@ func (s *soak) exactlyOnce() error {
 	return nil
 }
 
-// waitNodesReady waits until every node is Ready and renewing its lease.
+// waitNodesReady waits until every node is Ready and its heartbeat streams.
 func (s *soak) waitNodesReady() {
 	s.t.Helper()
 	s.cl.waitFor("every node Ready", soakRecover, func() (bool, error) {
@@ -371,14 +371,23 @@ func (s *soak) waitNodesReady() {
 		if ready != soakNodes {
 			return false, fmt.Errorf("%d of %d nodes Ready", ready, soakNodes)
 		}
-		// and every agent renews its lease as usual again.
-		leases, err := s.cl.c.Leases(v1.NodeLeaseNamespace).List(context.Background(), client.ListOptions{})
+		// and every agent's heartbeat streams as usual again: each node
+		// beat lately, by its server's clock, in some server's digest.
+		digests, err := s.cl.c.HeartbeatDigests().List(context.Background(), client.ListOptions{})
 		if err != nil {
 			return false, err
 		}
-		for _, l := range leases.Items {
-			if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) > 1500*time.Millisecond {
-				return false, fmt.Errorf("node %s's lease is not fresh", l.Name)
+		beat := map[string]time.Time{}
+		for _, d := range digests.Items {
+			for node, b := range d.Nodes {
+				if b.Time.After(beat[node]) {
+					beat[node] = b.Time.Time
+				}
+			}
+		}
+		for _, n := range nodes.Items {
+			if t, ok := beat[n.Name]; !ok || time.Since(t) > 1500*time.Millisecond {
+				return false, fmt.Errorf("node %s has not beaten lately", n.Name)
 			}
 		}
 		return true, nil

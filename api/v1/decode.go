@@ -21,6 +21,8 @@ import (
 // DecodeError is a document that could not be decoded: a syntax error, or
 // one or more field errors (unsupported fields, duplicate fields, values of
 // the wrong type). Field errors name the path of every offending field.
+//
+// +k8s:deepcopy-gen=false
 type DecodeError struct {
 	// Syntax is set when the document is not JSON (or YAML) at all, or not
 	// exactly one YAML document.

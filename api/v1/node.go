@@ -127,6 +127,42 @@ type LeaseList struct {
 	Items           []Lease `json:"items"`
 }
 
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// HeartbeatDigest is one API server's record of the node agents that
+// stream heartbeats to it (vigil.dev/v1, cluster-scoped, named after the
+// server). The server commits it a few times a second, with every beat that
+// arrived since, and acknowledges a beat to its agent only once the digest
+// holding it is committed. The node-health controller and the scheduler
+// count a node's entry changing as a renewal, as they count a Lease update:
+// one etcd write carries the heartbeats of every node of a server instead
+// of one write per node and second (docs/ha.md).
+type HeartbeatDigest struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	// Nodes maps each node whose agent streams its heartbeat to this server
+	// to its latest beat. A node leaves the map when its stream ends.
+	Nodes map[string]NodeBeat `json:"nodes,omitempty"`
+}
+
+// NodeBeat is a node's latest heartbeat in a HeartbeatDigest.
+type NodeBeat struct {
+	// Serial changes with every beat; it means nothing else.
+	Serial int64 `json:"serial"`
+	// Time is when the server received the beat, on the server's clock;
+	// only for display: liveness is judged on the observer's own clock.
+	Time metav1.MicroTime `json:"time"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// HeartbeatDigestList is a list of HeartbeatDigests.
+type HeartbeatDigestList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []HeartbeatDigest `json:"items"`
+}
+
 // LeaseSpec is the state of a lease.
 type LeaseSpec struct {
 	HolderIdentity       *string           `json:"holderIdentity,omitempty"`

@@ -12,6 +12,8 @@ const (
 	SubresourceGroupName = "subresources.kubevirt.io"
 	// CoordinationGroupName is the group of node Leases.
 	CoordinationGroupName = "coordination.k8s.io"
+	// VigilGroupName is the group of Vigil's own resources (HeartbeatDigest).
+	VigilGroupName = "vigil.dev"
 	// Version is the only version of every group.
 	Version = "v1"
 )
@@ -21,6 +23,7 @@ const (
 	KubeVirtAPIVersion     = GroupName + "/" + Version
 	CoreAPIVersion         = Version
 	CoordinationAPIVersion = CoordinationGroupName + "/" + Version
+	VigilAPIVersion        = VigilGroupName + "/" + Version
 )
 
 // Kinds.
@@ -35,6 +38,8 @@ const (
 	KindLeaseList                  = "LeaseList"
 	KindEvent                      = "Event"
 	KindEventList                  = "EventList"
+	KindHeartbeatDigest            = "HeartbeatDigest"
+	KindHeartbeatDigestList        = "HeartbeatDigestList"
 )
 
 // Well-known names.
@@ -73,6 +78,8 @@ func TypeMetaFor(kind string) metav1.TypeMeta {
 		return metav1.TypeMeta{APIVersion: KubeVirtAPIVersion, Kind: kind}
 	case KindLease, KindLeaseList:
 		return metav1.TypeMeta{APIVersion: CoordinationAPIVersion, Kind: kind}
+	case KindHeartbeatDigest, KindHeartbeatDigestList:
+		return metav1.TypeMeta{APIVersion: VigilAPIVersion, Kind: kind}
 	default:
 		return metav1.TypeMeta{APIVersion: CoreAPIVersion, Kind: kind}
 	}

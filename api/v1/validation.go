@@ -622,6 +622,19 @@ func ValidateLease(l *Lease) field.ErrorList {
 	return errs
 }
 
+// ValidateHeartbeatDigest validates a HeartbeatDigest: its name, and every
+// node it names.
+func ValidateHeartbeatDigest(d *HeartbeatDigest) field.ErrorList {
+	errs := ValidateObjectMeta(&d.ObjectMeta, false, validation.DNS1123SubdomainMaxLength, field.NewPath("metadata"))
+	nodes := field.NewPath("nodes")
+	for name := range d.Nodes {
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			errs = append(errs, field.Invalid(nodes.Key(name), name, "not a node name: "+msg))
+		}
+	}
+	return errs
+}
+
 // ValidateEvent validates an Event.
 func ValidateEvent(e *Event) field.ErrorList {
 	errs := ValidateObjectMeta(&e.ObjectMeta, true, validation.DNS1123SubdomainMaxLength, field.NewPath("metadata"))

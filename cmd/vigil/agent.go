@@ -54,10 +54,10 @@ func (o *agentOptions) addFlags(cmd *cobra.Command, prefix string) {
 	f.StringVar(&o.capacityCPU, prefix+"capacity-cpu", "", "CPUs the node offers (default: the host's)")
 	f.StringVar(&o.capacityMemory, prefix+"capacity-memory", "", "memory the node offers, e.g. 64Gi (default: the host's)")
 	f.StringSliceVar(&o.labels, prefix+"node-labels", nil, "extra node labels, key=value")
-	f.DurationVar(&o.leaseRenewInterval, "lease-renew-interval", time.Second, "how often the node lease is renewed")
+	f.DurationVar(&o.leaseRenewInterval, "lease-renew-interval", time.Second, "how often the node's heartbeat beats (streamed to the API server; the Lease is renewed instead while no stream works)")
 	f.StringVar(&o.consoleListen, prefix+"console-listen", "127.0.0.1:0", "HOST:PORT of the agent's console endpoint, which the API server proxies to (port 0: any free port; a remote agent needs an address the server can reach)")
 	f.StringVar(&o.watchdogDevice, prefix+"watchdog-device", "", "qemu runtime: a hardware watchdog device (/dev/watchdog) the node's watchdog feeds while the agent renews the lease")
-	f.DurationVar(&o.fenceAfter, "fence-after", 4*time.Second, "kill every guest when the node lease has not been renewed for this long (self-fencing)")
+	f.DurationVar(&o.fenceAfter, "fence-after", 4*time.Second, "kill every guest when no heartbeat has been acknowledged for this long (self-fencing)")
 }
 
 // builtAgent is an agent with its event recorder; run both with run.
@@ -142,7 +142,7 @@ func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Lo
 		}
 		drv = d
 		// Real guests outlive the agent: a separate watchdog kills them
-		// if the agent dies or hangs and stops renewing the lease.
+		// if the agent dies or hangs and its heartbeat stops.
 		if err := ensureWatchdog(o.stateDir, o.fenceAfter, o.watchdogDevice, log); err != nil {
 			return nil, err
 		}
@@ -163,8 +163,8 @@ func (o *agentOptions) build(ctx context.Context, c *client.Client, log *slog.Lo
 	} else if ok {
 		lastRenewal = time.Now().Add(-age)
 	}
-	onRenew := func() {
-		if err := watchdog.Beat(heartbeat); err != nil {
+	onRenew := func(at time.Time) {
+		if err := watchdog.BeatAt(heartbeat, at); err != nil {
 			log.Error("writing the heartbeat", "err", err)
 		}
 	}

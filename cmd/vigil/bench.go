@@ -43,6 +43,7 @@ report.json, report.md and latency.png to --out, and prints the markdown.`,
 					"nodes":          func() { cfg.Nodes = q.Nodes },
 					"vms":            func() { cfg.VMs = q.VMs },
 					"paced-vms":      func() { cfg.PacedVMs = q.PacedVMs },
+					"steady-settle":  func() { cfg.SteadySettle = q.SteadySettle },
 					"steady-window":  func() { cfg.SteadyWindow = q.SteadyWindow },
 					"write-starts":   func() { cfg.WriteStarts = q.WriteStarts },
 					"churn-duration": func() { cfg.ChurnDuration = q.ChurnDuration },
@@ -81,6 +82,7 @@ report.json, report.md and latency.png to --out, and prints the markdown.`,
 	f.IntVar(&cfg.PacedVMs, "paced-vms", cfg.PacedVMs, "VMs created first at --paced-rate, for latency")
 	f.Float64Var(&cfg.PacedRate, "paced-rate", cfg.PacedRate, "offered rate of the paced start, VMs per second")
 	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "clients creating VMs at once")
+	f.DurationVar(&cfg.SteadySettle, "steady-settle", cfg.SteadySettle, "how long the server rests after the bulk start before its idle CPU is sampled (its etcd history is compacted one to two minutes after the writes)")
 	f.DurationVar(&cfg.SteadyWindow, "steady-window", cfg.SteadyWindow, "how long the idle server's CPU is sampled")
 	f.IntVar(&cfg.WriteStarts, "write-starts", cfg.WriteStarts, "VM starts whose stored writes are counted")
 	f.DurationVar(&cfg.ChurnDuration, "churn-duration", cfg.ChurnDuration, "how long the lifecycle churn lasts (0: none)")

@@ -84,7 +84,7 @@ process unless --no-agent is given.`,
 	f.DurationVar(&o.crashLoopBaseDelay, "crashloop-base-delay", 10*time.Second, "the crash-loop backoff's first delay")
 	f.DurationVar(&o.crashLoopMaxDelay, "crashloop-max-delay", 300*time.Second, "the crash-loop backoff's longest delay")
 	f.DurationVar(&o.startingStatusHold, "starting-status-hold", 0, "how long the VM controller may hold back a status write that would only say a VM is Starting, waiting for its new VMI to run, to save a write per start (0: write it at once, as KubeVirt does)")
-	f.DurationVar(&o.nodeLostAfter, "node-lost-after", nodehealth.DefaultNodeLostAfter, "how long a node may go without renewing its lease before it is declared lost and its VMs recovered elsewhere (at least --fence-after + 2s)")
+	f.DurationVar(&o.nodeLostAfter, "node-lost-after", nodehealth.DefaultNodeLostAfter, "how long a node may go without a heartbeat before it is declared lost and its VMs recovered elsewhere (at least --fence-after + 2s)")
 	f.StringVar(&o.fenceCommand, "fence-command", "", "command (split on spaces, no shell) that fences a lost node before its VMs are recovered, e.g. an IPMI or Redfish fence agent; it gets $VIGIL_NODE and $VIGIL_NODE_ADDRESS")
 	o.agent.addFlags(cmd, "agent-")
 	return cmd

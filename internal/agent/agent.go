@@ -32,16 +32,16 @@ type Config struct {
 	Capacity v1.ResourceList
 	// Labels are added to the Node's labels.
 	Labels map[string]string
-	// LeaseRenewInterval is how often the Lease is renewed (default 1s).
+	// LeaseRenewInterval is how often the heartbeat beats (default 1s).
 	LeaseRenewInterval time.Duration
 	// LeaseDuration is recorded in the Lease (default 8s).
 	LeaseDuration time.Duration
 	// FenceAfter is how long the agent runs guests without a successful
-	// lease renewal before it kills them all (default 4s).
+	// renewal (heartbeat) before it kills them all (default 4s).
 	FenceAfter time.Duration
-	// OnRenew, when set, is called after every successful lease renewal
-	// (it feeds the node's watchdog).
-	OnRenew func()
+	// OnRenew, when set, is called after every successful renewal with
+	// the time its beat was sent (it feeds the node's watchdog).
+	OnRenew func(at time.Time)
 	// LastRenewal, when known, is when an earlier agent process on this
 	// node last renewed the lease. The fence deadline counts from it, not
 	// from this start: the control plane's clock runs from that renewal
@@ -167,7 +167,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a.watchFence(ctx) }()
-	go func() { defer wg.Done(); a.renewLease(ctx) }()
+	go func() { defer wg.Done(); a.heartbeat(ctx) }()
 	if err := a.register(ctx); err != nil {
 		if consoles != nil {
 			consoles.Close()
@@ -215,7 +215,7 @@ func (a *Agent) register(ctx context.Context) error {
 	status := v1.NodeStatus{
 		Capacity: a.cfg.Capacity, Allocatable: a.cfg.Capacity,
 		Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: metav1.ConditionTrue, Reason: "AgentReady",
-			Message: "the vigil agent is running and renewing its lease", LastHeartbeatTime: now, LastTransitionTime: now}},
+			Message: "the vigil agent is running and beating", LastHeartbeatTime: now, LastTransitionTime: now}},
 		DaemonEndpoints: v1.NodeDaemonEndpoints{AgentEndpoint: v1.DaemonEndpoint{Port: a.cfg.Port}},
 		NodeInfo: v1.NodeSystemInfo{
 			BootID: bootID(), KernelVersion: kernelVersion(), OSImage: osImage(), OperatingSystem: runtime.GOOS,

@@ -7,7 +7,7 @@ import (
 	"github.com/vigil-vm/vigil/internal/driver"
 )
 
-// Self-fencing. An agent that has not renewed its node's Lease for
+// Self-fencing. An agent that has not renewed its node's heartbeat for
 // FenceAfter may already be declared lost by the control plane, which then
 // starts its VMs elsewhere. So it kills every guest it runs and starts none
 // until a renewal succeeds again. The control plane waits NodeLostAfter,
@@ -21,16 +21,22 @@ type fence struct {
 	rearm     chan struct{} // size 1: a renewal moved the deadline
 }
 
-// renewed records a successful lease renewal and lifts a fence.
-func (a *Agent) renewed() {
-	if a.cfg.OnRenew != nil {
-		a.cfg.OnRenew()
-	}
+// renewed records a successful renewal (a heartbeat acknowledged or a
+// Lease written), sent at at, and lifts a fence.
+func (a *Agent) renewed(at time.Time) {
 	a.fenceMu.Lock()
-	a.fence.lastRenew = a.cfg.Now()
+	if !at.After(a.fence.lastRenew) {
+		// An older renewal acknowledged late moves nothing.
+		a.fenceMu.Unlock()
+		return
+	}
+	a.fence.lastRenew = at
 	lifted := a.fence.fenced
 	a.fence.fenced = false
 	a.fenceMu.Unlock()
+	if a.cfg.OnRenew != nil {
+		a.cfg.OnRenew(at)
+	}
 	select {
 	case a.fence.rearm <- struct{}{}:
 	default:
@@ -81,7 +87,7 @@ func (a *Agent) fenceNow(ctx context.Context) {
 	silent := a.cfg.Now().Sub(a.fence.lastRenew)
 	a.fence.fenced = true
 	a.fenceMu.Unlock()
-	a.log.Error("no lease renewal: fencing this node, every guest is killed", "since", silent.Round(time.Millisecond), "fenceAfter", a.cfg.FenceAfter)
+	a.log.Error("no heartbeat acknowledged: fencing this node, every guest is killed", "since", silent.Round(time.Millisecond), "fenceAfter", a.cfg.FenceAfter)
 	a.mu.Lock()
 	adopted := make([]driver.Guest, 0, len(a.adopted))
 	for _, g := range a.adopted {

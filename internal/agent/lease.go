@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,28 +13,142 @@ import (
 	"github.com/vigil-vm/vigil/client"
 )
 
-// renewLease renews the node's Lease every LeaseRenewInterval until ctx ends.
-func (a *Agent) renewLease(ctx context.Context) {
+// The heartbeat. The agent streams a beat every LeaseRenewInterval to the
+// API server, which acknowledges each once it is committed to etcd in the
+// server's HeartbeatDigest: a renewal, as a Lease update is. A renewal
+// counts from the moment its beat was sent, never later, so the fence
+// deadline is never behind the control plane's view of it. When no stream
+// works (the server refuses it, a proxy buffers it, it stalls), the agent
+// renews the Lease by a plain update every interval instead, and tries the
+// stream again. The Lease is also written when the agent starts.
+//
+// Beats go out on the wall clock's interval boundaries (every whole second
+// by default), so that the beats of all nodes reach a server together: it
+// commits them in one write, and wakes once a second rather than once per
+// node and second.
+
+// heartbeat keeps the node's heartbeat going until ctx ends.
+func (a *Agent) heartbeat(ctx context.Context) {
 	leases := a.cfg.Client.Leases(v1.NodeLeaseNamespace)
 	var cur *v1.Lease
-	t := time.NewTicker(a.cfg.LeaseRenewInterval)
-	defer t.Stop()
-	for {
+	renewLease := func() {
+		start := a.cfg.Now()
 		next, err := a.renewOnce(ctx, leases, cur)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				a.log.Warn("renewing the node lease failed", "err", err)
 			}
-			a.log.Warn("renewing the node lease failed", "err", err)
 			cur = nil // read it again next time
-		} else {
-			cur = next
-			a.renewed()
+			return
 		}
+		cur = next
+		a.renewed(start)
+	}
+	renewLease()
+	for ctx.Err() == nil {
+		err := a.streamBeats(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("the heartbeat stream failed; renewing the lease instead until it works again", "err", err)
+		// One interval of plain renewals before the next stream.
+		renewLease()
+		t := time.NewTimer(a.untilBeat())
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// untilBeat is the time to the next interval boundary of the wall clock
+// (never zero, at most one interval).
+func (a *Agent) untilBeat() time.Duration {
+	now := a.cfg.Now()
+	return now.Truncate(a.cfg.LeaseRenewInterval).Add(a.cfg.LeaseRenewInterval).Sub(now)
+}
+
+// streamBeats runs one heartbeat stream until it fails or ctx ends: a beat
+// at once, then one on every interval boundary.
+func (a *Agent) streamBeats(ctx context.Context) error {
+	interval := a.cfg.LeaseRenewInterval
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The server must answer within two intervals, or another one is tried.
+	opening := time.AfterFunc(2*interval, cancel)
+	s, err := a.cfg.Client.Heartbeat(ctx, a.cfg.Node)
+	if !opening.Stop() && err == nil {
+		err = errors.New("the server took too long to accept the stream")
+	}
+	if err != nil {
+		if s != nil {
+			s.Close()
+		}
+		return err
+	}
+	acks := make(chan uint64)
+	ackErr := make(chan error, 1)
+	done := make(chan struct{})
+	reader := make(chan struct{})
+	defer func() { close(done); s.Close(); <-reader }()
+	go func() {
+		defer close(reader)
+		for {
+			n, err := s.Ack()
+			if err != nil {
+				ackErr <- err
+				return
+			}
+			select {
+			case acks <- n:
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	sent := map[uint64]time.Time{} // beats not acknowledged yet, by number
+	var n uint64
+	beat := func() error {
+		n++
+		sent[n] = a.cfg.Now()
+		return s.Beat(n)
+	}
+	if err := beat(); err != nil {
+		return err
+	}
+	t := time.NewTimer(a.untilBeat())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-ackErr:
+			return err
+		case k := <-acks:
+			at, ok := sent[k]
+			if !ok {
+				return fmt.Errorf("the server acknowledged beat %d, which is not waiting", k)
+			}
+			for j := range sent {
+				if j <= k {
+					delete(sent, j)
+				}
+			}
+			a.renewed(at)
+		case <-t.C:
+			now := a.cfg.Now()
+			for k, at := range sent {
+				if now.Sub(at) > 2*interval {
+					return fmt.Errorf("beat %d is not acknowledged after %s", k, now.Sub(at).Round(time.Millisecond))
+				}
+			}
+			if err := beat(); err != nil {
+				return err
+			}
+			t.Reset(a.untilBeat())
 		}
 	}
 }

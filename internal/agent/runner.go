@@ -378,7 +378,7 @@ func (r *runner) outcome(vmi *v1.VirtualMachineInstance, exit *driver.Exit) (v1.
 			return v1.Failed, v1.ReasonGracePeriodExpired, fmt.Sprintf("the guest did not power off within its grace period of %s and was killed", gracePeriod(vmi))
 		}
 		if r.fenced {
-			return v1.Failed, v1.ReasonNodeLost, fmt.Sprintf("the node agent could not renew its lease for %s and killed the guest (self-fencing)", r.a.cfg.FenceAfter)
+			return v1.Failed, v1.ReasonNodeLost, fmt.Sprintf("the node agent had no heartbeat acknowledged for %s and killed the guest (self-fencing)", r.a.cfg.FenceAfter)
 		}
 		return v1.Failed, v1.ReasonCrashed, "the guest's hypervisor was killed"
 	case driver.ExitPanicked:

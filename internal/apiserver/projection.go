@@ -25,6 +25,7 @@ var selectable = map[string][]string{
 	v1.KindNode:                   {"spec.unschedulable"},
 	v1.KindLease:                  {},
 	v1.KindEvent:                  {"involvedObject", "reason", "type", "source"},
+	v1.KindHeartbeatDigest:        {},
 }
 
 // entryMeta are the metadata members an Entry needs.

@@ -38,6 +38,9 @@ type resource struct {
 	// answers up to the batch's linger time later. For Events: many,
 	// written on every lifecycle step, never read back at once.
 	batched bool
+	// history, when set, is how many events of this resource the watch
+	// cache keeps (instead of the server's WatchHistory).
+	history int
 
 	newObj func() object
 	// validate applies admission rules; it returns errors and warnings.
@@ -192,7 +195,19 @@ func resources(eventTTL time.Duration) []*resource {
 		f["source"] = e.Source.Component
 		return f
 	}
-	return []*resource{vms, vmis, nodes, leases, events}
+	digests := &resource{
+		group: v1.VigilGroupName, version: v1.Version, plural: "heartbeatdigests", singular: "heartbeatdigest",
+		kind: v1.KindHeartbeatDigest, listKind: v1.KindHeartbeatDigestList,
+		// A few digests, each rewritten several times a second: a long
+		// history would hold thousands of copies for nothing.
+		history: 256,
+		newObj:  func() object { return &v1.HeartbeatDigest{} },
+		validate: func(o object) (field.ErrorList, []string) {
+			return v1.ValidateHeartbeatDigest(o.(*v1.HeartbeatDigest)), nil
+		},
+	}
+	digests.fields = func(o object) fields.Set { return metaFields(o, digests) }
+	return []*resource{vms, vmis, nodes, leases, events, digests}
 }
 
 // validateMeta checks the metadata every resource shares beyond what the

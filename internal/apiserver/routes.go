@@ -74,6 +74,7 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT "+sub+"virtualmachineinstances/{name}/softreboot", h(s.softReboot))
 	m.HandleFunc("GET "+sub+"virtualmachineinstances/{name}/console", h(s.console))
 	m.HandleFunc("GET "+sub+"virtualmachineinstances/{name}/consolelog", h(s.consoleLog))
+	m.HandleFunc("POST "+heartbeatPrefix+"{node}", h(s.heartbeat))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, req *http.Request) error {

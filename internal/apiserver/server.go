@@ -28,7 +28,8 @@ type Config struct {
 	// Version is reported by /version.
 	Version string
 	// BookmarkInterval is how often watches that allow bookmarks get one
-	// (default 5s).
+	// (default 1m, as kube-apiserver's watch cache: a bookmark per watch
+	// every few seconds was a wake-up and a write per agent for nothing).
 	BookmarkInterval time.Duration
 	// CompactionInterval is how often etcd history is compacted (default 1m;
 	// negative disables compaction, for servers sharing etcd with another
@@ -54,6 +55,10 @@ type Config struct {
 	// dependents whose owners are all gone (default 1m); deletions of owners
 	// are acted on as they happen.
 	GCSweepInterval time.Duration
+	// HeartbeatDigest names this server's HeartbeatDigest, the object its
+	// agents' heartbeats are committed in (default "apiserver"). Every
+	// server sharing an etcd needs its own.
+	HeartbeatDigest string
 }
 
 // Server is the API server. Create it with New, start its background work
@@ -69,6 +74,8 @@ type Server struct {
 	metrics   *metrics
 	now       func() time.Time
 
+	beats *heartbeats
+
 	readyOnce sync.Once
 	ready     chan struct{} // closed when the watch cache has loaded
 }
@@ -79,7 +86,7 @@ func New(cfg Config) *Server {
 		cfg.Log = slog.Default()
 	}
 	if cfg.BookmarkInterval <= 0 {
-		cfg.BookmarkInterval = 5 * time.Second
+		cfg.BookmarkInterval = time.Minute
 	}
 	if cfg.CompactionInterval == 0 {
 		cfg.CompactionInterval = time.Minute
@@ -100,22 +107,32 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Log, store: cfg.Store, resources: resources(cfg.EventTTL), byPath: map[string]*resource{},
 		mux: http.NewServeMux(), metrics: newMetrics(cfg.Registry), now: cfg.Now, ready: make(chan struct{}),
 	}
-	decoders := map[string]watchcache.Decoder{}
+	decoders, histories := map[string]watchcache.Decoder{}, map[string]int{}
 	for _, r := range s.resources {
 		s.byPath[r.group+"/"+r.plural] = r
 		decoders[r.keyPrefix()] = s.decoderFor(r)
+		if r.history > 0 {
+			histories[r.keyPrefix()] = r.history
+		}
 	}
-	s.cache = watchcache.New(watchcache.Config{Store: cfg.Store, Prefix: registryPrefix, Resources: decoders, History: cfg.WatchHistory, Log: cfg.Log})
+	s.cache = watchcache.New(watchcache.Config{Store: cfg.Store, Prefix: registryPrefix, Resources: decoders,
+		History: cfg.WatchHistory, HistoryOf: histories, Log: cfg.Log})
+	if cfg.HeartbeatDigest == "" {
+		cfg.HeartbeatDigest = "apiserver"
+	}
+	s.beats = newHeartbeats(s, cfg.HeartbeatDigest)
 	s.routes()
 	return s
 }
 
-// Run runs the watch cache, the garbage collector and the compactor until
-// ctx ends.
+// Run runs the watch cache, the heartbeat digest's commits, the garbage
+// collector and the compactor until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.cache.Run(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.beats.run(ctx) }()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -184,6 +201,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case "/healthz", "/readyz", "/livez", "/version":
 			next.ServeHTTP(w, r)
 			return
+		}
+		if strings.HasPrefix(r.URL.Path, heartbeatPrefix) {
+			fullDuplex(w) // a refusal must not wait for the stream's end
 		}
 		if s.cfg.Token != "" {
 			got := []byte(r.Header.Get("Authorization"))

@@ -33,7 +33,7 @@ func TestDiscovery(t *testing.T) {
 			t.Errorf("group %s: %+v", g.Name, g)
 		}
 	}
-	if !slices.Equal(gnames, []string{"coordination.k8s.io", "kubevirt.io", "subresources.kubevirt.io"}) {
+	if !slices.Equal(gnames, []string{"coordination.k8s.io", "kubevirt.io", "subresources.kubevirt.io", "vigil.dev"}) {
 		t.Errorf("/apis groups = %v", gnames)
 	}
 	var group metav1.APIGroup
@@ -60,6 +60,9 @@ func TestDiscovery(t *testing.T) {
 		},
 		"/apis/coordination.k8s.io/v1": {
 			"leases": {"Lease", true, []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}},
+		},
+		"/apis/vigil.dev/v1": {
+			"heartbeatdigests": {"HeartbeatDigest", false, []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}},
 		},
 		"/apis/subresources.kubevirt.io/v1": {
 			"virtualmachines/start":              {"", true, []string{"update"}},

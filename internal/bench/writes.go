@@ -41,6 +41,10 @@ func startWriteCounter(ctx context.Context, c *client.Client) (*writeCounter, er
 		w.close()
 		return nil, err
 	}
+	if err := countKind(ctx, w, "HeartbeatDigest", c.HeartbeatDigests()); err != nil {
+		w.close()
+		return nil, err
+	}
 	if err := countKind(ctx, w, "Node", c.Nodes()); err != nil {
 		w.close()
 		return nil, err
@@ -89,7 +93,7 @@ func (w *writeCounter) snapshot() map[string]int {
 // transactions counts the distinct revisions of the writes of kinds
 // together: a transaction that wrote keys of several kinds (a VMI's status
 // carrying a batch of Events) is one. Revisions that also wrote a kind in
-// free (lease renewals, which would be written anyway, carrying Events) are
+// free (heartbeats, which would be written anyway, carrying Events) are
 // not counted.
 func (w *writeCounter) transactions(kinds, free []string) int {
 	w.mu.Lock()

@@ -133,7 +133,7 @@ func (o *GetOptions) Run(ctx context.Context) error {
 			return nil
 		}
 		if nodeTable {
-			renewed, err := leaseRenewals(ctx, c)
+			renewed, err := heartbeats(ctx, c)
 			if err != nil {
 				return err
 			}
@@ -154,13 +154,14 @@ func (o *GetOptions) Run(ctx context.Context) error {
 	}
 	defer stop()
 	if nodeTable {
-		// A watched node's row shows its lease as it is when printed.
+		// A watched node's row shows its heartbeat as it is when printed.
 		p.leaseRenewed = func(node string) (time.Time, bool) {
-			l, err := c.Leases(v1.NodeLeaseNamespace).Get(ctx, node)
-			if err != nil || l.Spec.RenewTime == nil {
+			renewed, err := heartbeats(ctx, c)
+			if err != nil {
 				return time.Time{}, false
 			}
-			return l.Spec.RenewTime.Time, true
+			t, ok := renewed[node]
+			return t, ok
 		}
 	}
 	for ev := range events {
@@ -175,16 +176,34 @@ func (o *GetOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// leaseRenewals reads when each node's agent last renewed its lease.
-func leaseRenewals(ctx context.Context, c *client.Client) (map[string]time.Time, error) {
+// heartbeats reads when each node's agent last renewed its heartbeat: the
+// later of its Lease's renewTime and its beat in the API servers'
+// heartbeat digests (both written by the control plane's clocks or the
+// node's, so only a guide; liveness is judged by the node-health
+// controller on its own clock).
+func heartbeats(ctx context.Context, c *client.Client) (map[string]time.Time, error) {
 	leases, err := c.Leases(v1.NodeLeaseNamespace).List(ctx, client.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading the node leases: %w", err)
 	}
+	digests, err := c.HeartbeatDigests().List(ctx, client.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the heartbeat digests: %w", err)
+	}
 	out := make(map[string]time.Time, len(leases.Items))
+	later := func(node string, t time.Time) {
+		if cur, ok := out[node]; !ok || t.After(cur) {
+			out[node] = t
+		}
+	}
 	for _, l := range leases.Items {
 		if l.Spec.RenewTime != nil {
-			out[l.Name] = l.Spec.RenewTime.Time
+			later(l.Name, l.Spec.RenewTime.Time)
+		}
+	}
+	for _, d := range digests.Items {
+		for node, b := range d.Nodes {
+			later(node, b.Time.Time)
 		}
 	}
 	return out, nil

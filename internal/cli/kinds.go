@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,7 +122,7 @@ func kinds() []*kind {
 		typed(&kind{
 			display: "node", kindName: v1.KindNode, namespaced: false,
 			aliases: []string{"node", "nodes", "no"},
-			headers: []string{"NAME", "STATUS", "LEASE", "AGE", "RUNTIME"}, wideHeaders: []string{"ACCELERATOR", "CPU", "MEMORY", "REASON"},
+			headers: []string{"NAME", "STATUS", "HEARTBEAT", "AGE", "RUNTIME"}, wideHeaders: []string{"ACCELERATOR", "CPU", "MEMORY", "REASON"},
 			row: nodeRow,
 		}, func(c *client.Client, _ string) *client.Resource[*v1.Node] { return c.Nodes() }),
 		typed(&kind{
@@ -136,6 +137,12 @@ func kinds() []*kind {
 			headers: []string{"NAME", "HOLDER", "AGE"},
 			row:     leaseRow,
 		}, func(c *client.Client, ns string) *client.Resource[*v1.Lease] { return c.Leases(ns) }),
+		typed(&kind{
+			display: "heartbeatdigest.vigil.dev", kindName: v1.KindHeartbeatDigest, namespaced: false,
+			aliases: []string{"heartbeatdigest", "heartbeatdigests", "heartbeatdigest.vigil.dev", "heartbeatdigests.vigil.dev"},
+			headers: []string{"NAME", "NODES", "AGE"},
+			row:     digestRow,
+		}, func(c *client.Client, _ string) *client.Resource[*v1.HeartbeatDigest] { return c.HeartbeatDigests() }),
 	}
 }
 
@@ -219,14 +226,14 @@ func vmiRow(o client.Object, rc rowContext, wide bool) []string {
 // rowContext is what a table row may need beyond its object.
 type rowContext struct {
 	now time.Time
-	// leaseRenewed returns when a node's agent last renewed its lease, by
-	// the renewTime it wrote; nil when nodes are not being printed.
+	// leaseRenewed returns when a node's agent last renewed its heartbeat
+	// (see heartbeats); nil when nodes are not being printed.
 	leaseRenewed func(node string) (time.Time, bool)
 }
 
-// nodeRow shows a node's health: STATUS is its Ready condition, LEASE the
-// time since its agent last renewed its lease (the agent renews every
-// second; the node is declared lost after --node-lost-after, 8 s).
+// nodeRow shows a node's health: STATUS is its Ready condition, HEARTBEAT
+// the time since its agent's last heartbeat (it beats every second; the
+// node is declared lost after --node-lost-after, 8 s).
 func nodeRow(o client.Object, rc rowContext, wide bool) []string {
 	n := o.(*v1.Node)
 	now := rc.now
@@ -295,6 +302,13 @@ func leaseRow(o client.Object, rc rowContext, _ bool) []string {
 		holder = *l.Spec.HolderIdentity
 	}
 	return []string{l.Name, holder, age(l.CreationTimestamp, now)}
+}
+
+// digestRow shows an API server's heartbeat digest: how many nodes beat
+// through that server.
+func digestRow(o client.Object, rc rowContext, _ bool) []string {
+	d := o.(*v1.HeartbeatDigest)
+	return []string{d.Name, strconv.Itoa(len(d.Nodes)), age(d.CreationTimestamp, rc.now)}
 }
 
 // sortObjects orders objects by namespace, then name.

@@ -6,8 +6,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,15 +90,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.closeStore()
 		}
 	}()
-	s.API = apiserver.New(apiserver.Config{
-		Store: store.New(s.etcd), Log: cfg.Log, Token: cfg.Token, Version: cfg.Version,
-		CompactionInterval: cfg.CompactionInterval, ControllerFinalizers: cfg.ControllerFinalizers,
-	})
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	s.listener = l
+	s.API = apiserver.New(apiserver.Config{
+		Store: store.New(s.etcd), Log: cfg.Log, Token: cfg.Token, Version: cfg.Version,
+		CompactionInterval: cfg.CompactionInterval, ControllerFinalizers: cfg.ControllerFinalizers,
+		HeartbeatDigest: digestName(l.Addr().String(), cfg),
+	})
 	scheme := "http"
 	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
@@ -185,6 +188,17 @@ func (s *Server) openStore(ctx context.Context) error {
 	}
 	s.embedded, s.etcd = e, e.Client
 	return nil
+}
+
+// digestName names this server's HeartbeatDigest after what tells it from
+// every other server of the control plane and stays the same when it is
+// started again: its host, listen address, data directory and etcd. A
+// restarted server takes over its digest instead of leaving one behind.
+func digestName(listen string, cfg Config) string {
+	host, _ := os.Hostname()
+	dir, _ := filepath.Abs(cfg.DataDir)
+	sum := sha256.Sum256([]byte(strings.Join([]string{host, listen, dir, strings.Join(cfg.EtcdEndpoints, ",")}, "\x00")))
+	return "apiserver-" + hex.EncodeToString(sum[:6])
 }
 
 func etcdTLS(cfg Config) (*tls.Config, error) {

@@ -1,6 +1,6 @@
 // Package watchdog is the node's last line of defence for the HA
 // guarantee: a process separate from the agent that kills the node's
-// guests when the agent has not renewed the node's lease for FenceAfter,
+// guests when the agent has not renewed the node's heartbeat for FenceAfter,
 // whether the agent died, hung, or lost the network. The agent records
 // each successful renewal in a heartbeat file, as a reading of the
 // machine's monotonic clock (CLOCK_MONOTONIC is the same for every process
@@ -33,9 +33,13 @@ func Now() time.Duration {
 }
 
 // Beat records a renewal in the heartbeat file at path.
-func Beat(path string) error {
+func Beat(path string) error { return BeatAt(path, time.Now()) }
+
+// BeatAt records a heartbeat at at (a renewal sent then, acknowledged now),
+// by the machine's monotonic clock.
+func BeatAt(path string, at time.Time) error {
 	b := make([]byte, 8)
-	binary.LittleEndian.PutUint64(b, uint64(Now()))
+	binary.LittleEndian.PutUint64(b, uint64(Now()-time.Since(at)))
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return fmt.Errorf("watchdog: heartbeat: %w", err)
@@ -135,7 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 			}
 		case !fenced:
-			why := fmt.Sprintf("killed by the node's watchdog: the agent had not renewed the node lease for %s", age.Round(100*time.Millisecond))
+			why := fmt.Sprintf("killed by the node's watchdog: the agent had not renewed the node heartbeat for %s", age.Round(100*time.Millisecond))
 			n, err := cfg.Fence(why)
 			if err != nil {
 				cfg.Log.Error("fencing the guests", "err", err)

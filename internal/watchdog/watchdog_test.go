@@ -79,7 +79,7 @@ func TestFencesOnceWhenStale(t *testing.T) {
 	if f.count() != 1 || fed() != before {
 		t.Errorf("after the fence: %d fences, device fed %d more times", f.count(), fed()-before)
 	}
-	if !strings.Contains(f.whys[0], "had not renewed the node lease") {
+	if !strings.Contains(f.whys[0], "had not renewed the node heartbeat") {
 		t.Errorf("fence reason %q", f.whys[0])
 	}
 	// The agent comes back, then goes again: a second fence.

@@ -95,6 +95,9 @@ type Config struct {
 	// History is how many recent events each resource keeps for watchers that
 	// resume from a resourceVersion (default 10000).
 	History int
+	// HistoryOf overrides History for some resources, by key prefix: a
+	// resource of few, often rewritten objects keeps a short history.
+	HistoryOf map[string]int
 	// WatcherBuffer is how many events a watcher may lag behind before it is
 	// cut off and must resume (default 4096).
 	WatcherBuffer int
@@ -179,8 +182,12 @@ func New(cfg Config) *Cache {
 	}
 	c := &Cache{cfg: cfg, revChanged: make(chan struct{}), res: map[string]*resourceCache{}, written: map[string]int64{}}
 	for p, d := range cfg.Resources {
+		history := cfg.History
+		if n := cfg.HistoryOf[p]; n > 0 {
+			history = n
+		}
 		c.res[p] = &resourceCache{prefix: p, decode: d, items: map[string]*Entry{}, byOwner: map[string][]string{}, uids: map[string]struct{}{},
-			history: make([]Event, cfg.History), watchers: map[*Watcher]struct{}{}}
+			history: make([]Event, history), watchers: map[*Watcher]struct{}{}}
 	}
 	return c
 }

@@ -23,22 +23,26 @@ type Caches struct {
 	VMIs   *informer.Informer[*v1.VirtualMachineInstance]
 	Nodes  *informer.Informer[*v1.Node]
 	Leases *informer.Informer[*v1.Lease]
+	// Digests are the API servers' HeartbeatDigests: the node agents'
+	// heartbeats, as Lease updates are (see BeatsChanged).
+	Digests *informer.Informer[*v1.HeartbeatDigest]
 }
 
 // New builds the informers of every resource the controllers read.
 func New(c *client.Client, log *slog.Logger) *Caches {
 	return &Caches{
-		VMs:    informer.New[*v1.VirtualMachine](c.VirtualMachines("").Resource, client.ListOptions{}, log),
-		VMIs:   informer.New[*v1.VirtualMachineInstance](c.VirtualMachineInstances("").Resource, client.ListOptions{}, log),
-		Nodes:  informer.New[*v1.Node](c.Nodes(), client.ListOptions{}, log),
-		Leases: informer.New[*v1.Lease](c.Leases(v1.NodeLeaseNamespace), client.ListOptions{}, log),
+		VMs:     informer.New[*v1.VirtualMachine](c.VirtualMachines("").Resource, client.ListOptions{}, log),
+		VMIs:    informer.New[*v1.VirtualMachineInstance](c.VirtualMachineInstances("").Resource, client.ListOptions{}, log),
+		Nodes:   informer.New[*v1.Node](c.Nodes(), client.ListOptions{}, log),
+		Leases:  informer.New[*v1.Lease](c.Leases(v1.NodeLeaseNamespace), client.ListOptions{}, log),
+		Digests: informer.New[*v1.HeartbeatDigest](c.HeartbeatDigests(), client.ListOptions{}, log),
 	}
 }
 
 // Run runs every informer until ctx ends.
 func (cs *Caches) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){cs.VMs.Run, cs.VMIs.Run, cs.Nodes.Run, cs.Leases.Run} {
+	for _, run := range []func(context.Context){cs.VMs.Run, cs.VMIs.Run, cs.Nodes.Run, cs.Leases.Run, cs.Digests.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -47,7 +51,7 @@ func (cs *Caches) Run(ctx context.Context) {
 
 // WaitForSync waits until every informer has loaded its first list.
 func (cs *Caches) WaitForSync(ctx context.Context) error {
-	for _, wait := range []func(context.Context) error{cs.VMs.WaitForSync, cs.VMIs.WaitForSync, cs.Nodes.WaitForSync, cs.Leases.WaitForSync} {
+	for _, wait := range []func(context.Context) error{cs.VMs.WaitForSync, cs.VMIs.WaitForSync, cs.Nodes.WaitForSync, cs.Leases.WaitForSync, cs.Digests.WaitForSync} {
 		if err := wait(ctx); err != nil {
 			return err
 		}
@@ -68,4 +72,19 @@ func (cs *Caches) RunWith(ctx context.Context, owned bool, ctrl func(context.Con
 		ctrl(ctx)
 	}
 	wg.Wait()
+}
+
+// BeatsChanged calls renewed with every node whose heartbeat in a digest
+// changed from old to cur: a beat committed since, a renewal. A node that
+// joined the digest has just beaten. old is nil when the digest is seen for
+// the first time; its beats may be old, and none is a renewal.
+func BeatsChanged(old, cur *v1.HeartbeatDigest, renewed func(node string)) {
+	if old == nil {
+		return
+	}
+	for node, b := range cur.Nodes {
+		if prev, ok := old.Nodes[node]; !ok || prev.Serial != b.Serial {
+			renewed(node)
+		}
+	}
 }

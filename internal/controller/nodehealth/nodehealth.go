@@ -1,5 +1,6 @@
 // Package nodehealth is the node-health controller: it watches every node's
-// Lease, measures the time since each renewal on its own monotonic clock,
+// Lease and the API servers' heartbeat digests (either renews a node),
+// measures the time since each renewal on its own monotonic clock,
 // and declares a node lost when its agent has not renewed for
 // NodeLostAfter. A lost node is marked Ready=Unknown, fenced by the
 // configured fence command (when there is one), and then its VMIs are
@@ -137,6 +138,18 @@ func New(cfg Config) *Controller {
 		OnAdd:    c.renewed,
 		OnUpdate: func(_, l *v1.Lease) { c.renewed(l) },
 	})
+	// The agents' streamed heartbeats, committed in the API servers'
+	// digests, are renewals as Lease updates are.
+	c.caches.Digests.AddHandler(informer.Handler[*v1.HeartbeatDigest]{
+		OnAdd: func(d *v1.HeartbeatDigest) {
+			for node := range d.Nodes {
+				c.beat(node, false) // possibly old: not a renewal
+			}
+		},
+		OnUpdate: func(old, d *v1.HeartbeatDigest) {
+			caches.BeatsChanged(old, d, func(node string) { c.beat(node, true) })
+		},
+	})
 	return c
 }
 
@@ -160,6 +173,7 @@ func (c *Controller) state(node string) *nodeState {
 func (c *Controller) renewed(l *v1.Lease) {
 	c.mu.Lock()
 	st := c.state(l.Name)
+	renewal := false
 	if st.leaseRV != l.ResourceVersion {
 		first := st.leaseRV == ""
 		st.leaseRV = l.ResourceVersion
@@ -167,10 +181,43 @@ func (c *Controller) renewed(l *v1.Lease) {
 			// The first sight of a lease is not a renewal: it may be old.
 			st.renewedAt = c.cfg.Now()
 			st.renewals++
+			renewal = true
 		}
 	}
 	c.mu.Unlock()
-	c.ctrl.Enqueue(l.Name)
+	c.afterRenewal(l.Name, renewal)
+}
+
+// afterRenewal enqueues a node after a renewal, or the first sight of one,
+// when the renewal may change something: the node is lost, not Ready, or
+// not seen before. A healthy node's renewals change nothing now; its
+// reconcile is already due when its silence would reach NodeLostAfter
+// (each reconcile requeues it for then), and that reconcile sees the
+// renewal. So a hundred nodes beating every second cost no reconciles.
+func (c *Controller) afterRenewal(node string, renewal bool) {
+	if renewal {
+		c.mu.Lock()
+		st := c.nodeS[node]
+		quiet := st != nil && !st.lost && st.renewals > 1
+		c.mu.Unlock()
+		if n, ok := c.nodes.Get(node); quiet && ok && isReady(n) {
+			return
+		}
+	}
+	c.ctrl.Enqueue(node)
+}
+
+// beat notes a node's heartbeat seen in a digest: a renewal, or only the
+// first sight of the node.
+func (c *Controller) beat(node string, renewal bool) {
+	c.mu.Lock()
+	st := c.state(node)
+	if renewal {
+		st.renewedAt = c.cfg.Now()
+		st.renewals++
+	}
+	c.mu.Unlock()
+	c.afterRenewal(node, renewal)
 }
 
 func (c *Controller) forget(node string) {
@@ -199,10 +246,10 @@ func (c *Controller) reconcile(ctx context.Context, name string) (controller.Res
 		if !lost && !isReady(node) && renewing {
 			// Renewals resumed after the node was lost: it may take
 			// VMIs again (its old ones were failed and replaced).
-			if err := c.setReady(ctx, node, metav1.ConditionTrue, ReasonNodeReady, "the node agent renews its lease again"); err != nil {
+			if err := c.setReady(ctx, node, metav1.ConditionTrue, ReasonNodeReady, "the node agent beats again"); err != nil {
 				return controller.Result{}, err
 			}
-			c.cfg.Recorder.Eventf(node, v1.EventTypeNormal, ReasonNodeReady, "Node %s is Ready again: its agent renews its lease", name)
+			c.cfg.Recorder.Eventf(node, v1.EventTypeNormal, ReasonNodeReady, "Node %s is Ready again: its agent beats again", name)
 		}
 		return controller.Result{RequeueAfter: c.cfg.NodeLostAfter - silent}, nil
 	}
@@ -215,7 +262,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) (controller.Res
 		c.mu.Unlock()
 	}
 	if readyReason(node) != ReasonNodeStatusUnknown {
-		msg := fmt.Sprintf("the node agent has not renewed its lease for %s", silent.Round(time.Second))
+		msg := fmt.Sprintf("the node agent has sent no heartbeat for %s", silent.Round(time.Second))
 		if err := c.setReady(ctx, node, metav1.ConditionUnknown, ReasonNodeStatusUnknown, msg); err != nil {
 			return controller.Result{}, err
 		}
@@ -287,7 +334,7 @@ func (c *Controller) failVMI(ctx context.Context, vmi *v1.VirtualMachineInstance
 		now := metav1.NewTime(time.Now()).Rfc3339Copy()
 		next.Status.Phase = v1.Failed
 		next.Status.Reason = v1.ReasonNodeLost
-		next.Status.Message = fmt.Sprintf("node %s was lost (no lease renewal for %s) and fenced", node, silent.Round(time.Second))
+		next.Status.Message = fmt.Sprintf("node %s was lost (no heartbeat for %s) and fenced", node, silent.Round(time.Second))
 		next.Status.PhaseTransitionTimestamps = append(next.Status.PhaseTransitionTimestamps,
 			v1.VirtualMachineInstancePhaseTransitionTimestamp{Phase: v1.Failed, PhaseTransitionTimestamp: now})
 		for i := range next.Status.Conditions {

@@ -243,3 +243,48 @@ func TestNewControllerWaits(t *testing.T) {
 		t.Errorf("declared lost %s after the controller started, before its own %s", waited, lostAfter)
 	}
 }
+
+// TestDigestBeats: heartbeats streamed to the API server, committed in its
+// digest, keep a node Ready with no Lease update at all; when the beats
+// stop (the stream still open) the node is lost and its VMIs fail; beats
+// bring it back.
+func TestDigestBeats(t *testing.T) {
+	e := newEnv(t)
+	e.node("n1")
+	e.vmi("live", "n1", v1.Running)
+	s, err := e.c.Heartbeat(bg, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n uint64
+	beat := func() {
+		t.Helper()
+		n++
+		if err := s.Beat(n); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Ack(); err != nil || got != n {
+			t.Fatalf("beat %d: acknowledged %d, %v", n, got, err)
+		}
+	}
+	beat() // the digest holds n1 before the controller starts
+	e.run()
+	for end := time.Now().Add(2 * lostAfter); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		beat()
+	}
+	if e.ready("n1") != metav1.ConditionTrue || e.getVMI("live").Status.Phase != v1.Running {
+		t.Fatal("a node beating through the digest was declared lost")
+	}
+
+	// The beats stop; the stream stays open.
+	e.eventually("n1 Ready=Unknown", func() bool { return e.ready("n1") == metav1.ConditionUnknown })
+	e.eventually("the live VMI to fail", func() bool { return e.getVMI("live").Status.Phase == v1.Failed })
+	if r := e.getVMI("live").Status.Reason; r != v1.ReasonNodeLost {
+		t.Errorf("live VMI failed with %q, want NodeLost", r)
+	}
+
+	beat()
+	beat()
+	e.eventually("n1 Ready again", func() bool { return e.ready("n1") == metav1.ConditionTrue })
+}

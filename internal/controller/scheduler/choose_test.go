@@ -188,7 +188,7 @@ func TestChoose(t *testing.T) {
 			nodes:   []*v1.Node{testNode("a", "4", "4Gi")},
 			silent:  map[string]bool{"a": true},
 			req:     request{cpu: 1000, mem: gi},
-			wantWhy: "0/1 nodes are available: 1 node(s) had not renewed their lease lately.",
+			wantWhy: "0/1 nodes are available: 1 node(s) had no heartbeat lately.",
 		},
 		{
 			name:     "ties go to the first by name",

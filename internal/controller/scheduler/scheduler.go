@@ -98,6 +98,16 @@ func New(cfg Config) *Scheduler {
 		OnUpdate: func(_, l *v1.Lease) { s.leaseRenewed(l.Name) },
 		OnDelete: func(l *v1.Lease) { s.mu.Lock(); delete(s.renewed, l.Name); s.mu.Unlock() },
 	})
+	// A heartbeat committed in a digest is a renewal too; a digest seen for
+	// the first time counts as a lease seen for the first time does.
+	s.caches.Digests.AddHandler(informer.Handler[*v1.HeartbeatDigest]{
+		OnAdd: func(d *v1.HeartbeatDigest) {
+			for node := range d.Nodes {
+				s.leaseRenewed(node)
+			}
+		},
+		OnUpdate: func(old, d *v1.HeartbeatDigest) { caches.BeatsChanged(old, d, s.leaseRenewed) },
+	})
 	s.ctrl = controller.New("scheduler", s.reconcile, controller.Options{Workers: cfg.Workers, Log: cfg.Log})
 	s.vmis.AddHandler(informer.Handler[*v1.VirtualMachineInstance]{
 		OnAdd:    func(vmi *v1.VirtualMachineInstance) { s.account(nil, vmi) },
@@ -166,7 +176,7 @@ func (s *Scheduler) account(old, cur *v1.VirtualMachineInstance) {
 	}
 }
 
-// leaseRenewed notes a node's lease renewal; a node that was silent and
+// leaseRenewed notes a node's lease renewal or heartbeat; a node that was silent and
 // renews again may take the VMIs that waited.
 func (s *Scheduler) leaseRenewed(node string) {
 	now := s.cfg.Now()
@@ -360,7 +370,7 @@ func choose(nodes []*v1.Node, used map[string]request, silent map[string]bool, s
 			reasons["node(s) were unschedulable"]++
 			continue
 		case silent[n.Name]:
-			reasons["node(s) had not renewed their lease lately"]++
+			reasons["node(s) had no heartbeat lately"]++
 			continue
 		case !selects(selector, n.Labels):
 			reasons["node(s) didn't match the VMI's node selector"]++

@@ -500,7 +500,7 @@ func TestSilentNodeSkipped(t *testing.T) {
 		return n == ""
 	})
 	e.vmi("third", "1", "1Gi", nil)
-	want := "0/2 nodes are available: 1 node(s) had not renewed their lease lately, 1 node(s) were unschedulable."
+	want := "0/2 nodes are available: 1 node(s) had no heartbeat lately, 1 node(s) were unschedulable."
 	if msg := e.unschedulable("third"); msg != want {
 		t.Fatalf("PodScheduled message = %q, want %q", msg, want)
 	}
