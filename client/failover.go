@@ -43,6 +43,16 @@ type failover struct {
 
 func (f *failover) current() *url.URL { return f.servers[f.cur.Load()] }
 
+// NextServer moves the client to its next server, when it has several: for
+// a caller that found the current one unusable in a way the transport
+// cannot see (a stream that stalls, a server cut off from etcd).
+func (c *Client) NextServer() {
+	if f := c.servers; f != nil {
+		i := f.cur.Load()
+		f.cur.CompareAndSwap(i, (i+1)%int32(len(f.servers)))
+	}
+}
+
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	var err error
 	for range f.servers {

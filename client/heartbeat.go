@@ -83,10 +83,7 @@ func (s *HeartbeatStream) write(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case n := <-s.beats:
-			if _, err := s.body.Write(strconv.AppendUint(nil, n, 10)); err != nil {
-				return
-			}
-			if _, err := s.body.Write([]byte{'\n'}); err != nil {
+			if _, err := s.body.Write(append(strconv.AppendUint(nil, n, 10), '\n')); err != nil {
 				return
 			}
 		}

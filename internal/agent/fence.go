@@ -25,8 +25,10 @@ type fence struct {
 // Lease written), sent at at, and lifts a fence.
 func (a *Agent) renewed(at time.Time) {
 	a.fenceMu.Lock()
-	if !at.After(a.fence.lastRenew) {
-		// An older renewal acknowledged late moves nothing.
+	if !at.After(a.fence.lastRenew) || a.cfg.Now().Sub(at) >= a.cfg.FenceAfter {
+		// An older renewal acknowledged late moves nothing, nor does one
+		// sent longer than FenceAfter ago: the control plane may already
+		// count the node as silent since then.
 		a.fenceMu.Unlock()
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,10 +18,12 @@ import (
 // API server, which acknowledges each once it is committed to etcd in the
 // server's HeartbeatDigest: a renewal, as a Lease update is. A renewal
 // counts from the moment its beat was sent, never later, so the fence
-// deadline is never behind the control plane's view of it. When no stream
-// works (the server refuses it, a proxy buffers it, it stalls), the agent
-// renews the Lease by a plain update every interval instead, and tries the
-// stream again. The Lease is also written when the agent starts.
+// deadline is never behind the control plane's view of it. Whenever an
+// interval passes without an acknowledged beat (the server refuses the
+// stream, a proxy buffers it, it stalls, it is being opened again), the
+// agent renews its Lease by a plain update at the next interval instead,
+// while the stream is tried again, on the next server when there are
+// several. The Lease is also written when the agent starts.
 //
 // Beats go out on the wall clock's interval boundaries (every whole second
 // by default), so that the beats of all nodes reach a server together: it
@@ -29,37 +32,59 @@ import (
 
 // heartbeat keeps the node's heartbeat going until ctx ends.
 func (a *Agent) heartbeat(ctx context.Context) {
-	leases := a.cfg.Client.Leases(v1.NodeLeaseNamespace)
-	var cur *v1.Lease
-	renewLease := func() {
-		start := a.cfg.Now()
-		next, err := a.renewOnce(ctx, leases, cur)
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("renewing the node lease failed", "err", err)
-			}
-			cur = nil // read it again next time
-			return
-		}
-		cur = next
-		a.renewed(start)
-	}
-	renewLease()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { a.leaseFallback(ctx) })
 	for ctx.Err() == nil {
 		err := a.streamBeats(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		a.log.Warn("the heartbeat stream failed; renewing the lease instead until it works again", "err", err)
-		// One interval of plain renewals before the next stream.
-		renewLease()
-		t := time.NewTimer(a.untilBeat())
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		a.log.Warn("the heartbeat stream failed; the lease is renewed instead until it works again", "err", err)
+		a.cfg.Client.NextServer()
+		if !a.waitBeat(ctx) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// leaseFallback writes the Lease at once, then on every interval boundary
+// at which no renewal was sent for more than an interval and a half: the
+// beats are not being acknowledged.
+func (a *Agent) leaseFallback(ctx context.Context) {
+	leases := a.cfg.Client.Leases(v1.NodeLeaseNamespace)
+	var cur *v1.Lease
+	for {
+		a.fenceMu.Lock()
+		since := a.cfg.Now().Sub(a.fence.lastRenew)
+		a.fenceMu.Unlock()
+		if cur == nil || since > a.cfg.LeaseRenewInterval*3/2 {
+			start := a.cfg.Now()
+			next, err := a.renewOnce(ctx, leases, cur)
+			switch {
+			case err == nil:
+				cur = next
+				a.renewed(start)
+			case ctx.Err() == nil:
+				a.log.Warn("renewing the node lease failed", "err", err)
+				cur = nil // read it again next time
+			}
+		}
+		if !a.waitBeat(ctx) {
+			return
+		}
+	}
+}
+
+// waitBeat waits for the next interval boundary; false if ctx ended first.
+func (a *Agent) waitBeat(ctx context.Context) bool {
+	t := time.NewTimer(a.untilBeat())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

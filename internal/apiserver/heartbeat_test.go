@@ -184,6 +184,23 @@ func TestHeartbeatRefused(t *testing.T) {
 	}
 }
 
+// TestHeartbeatDigestsReadOnly checks that clients cannot write digests: a
+// renewal is only ever a beat the server acknowledged.
+func TestHeartbeatDigestsReadOnly(t *testing.T) {
+	h := newHarness(t, apiserver.Config{})
+	base := "/apis/vigil.dev/v1/heartbeatdigests"
+	body := `{"apiVersion":"vigil.dev/v1","kind":"HeartbeatDigest","metadata":{"name":"x"},"nodes":{"n1":{"serial":1,"time":"2026-01-01T00:00:00.000000Z"}}}`
+	for _, tc := range []struct{ method, path string }{
+		{"POST", base}, {"PUT", base + "/x"}, {"PATCH", base + "/x"}, {"DELETE", base + "/x"}, {"DELETE", base},
+	} {
+		r := h.do(tc.method, tc.path, body, "application/json")
+		if st := r.status(t); r.code != 405 || st.Reason != "MethodNotAllowed" {
+			t.Errorf("%s %s: %d %s, want 405 MethodNotAllowed", tc.method, tc.path, r.code, st.Reason)
+		}
+	}
+	h.do("GET", base, nil, "").expectCode(t, 200)
+}
+
 // rawHeartbeat posts body as a whole heartbeat stream and returns the answer.
 func (h *harness) rawHeartbeat(node, body string) (int, string) {
 	h.t.Helper()

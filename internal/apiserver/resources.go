@@ -41,6 +41,9 @@ type resource struct {
 	// history, when set, is how many events of this resource the watch
 	// cache keeps (instead of the server's WatchHistory).
 	history int
+	// readOnly: clients may get, list and watch, never write; the server
+	// writes the objects itself (HeartbeatDigests).
+	readOnly bool
 
 	newObj func() object
 	// validate applies admission rules; it returns errors and warnings.
@@ -201,7 +204,10 @@ func resources(eventTTL time.Duration) []*resource {
 		// A few digests, each rewritten several times a second: a long
 		// history would hold thousands of copies for nothing.
 		history: 256,
-		newObj:  func() object { return &v1.HeartbeatDigest{} },
+		// Only its server writes a digest: a renewal is a beat it
+		// acknowledged, never an edit.
+		readOnly: true,
+		newObj:   func() object { return &v1.HeartbeatDigest{} },
 		validate: func(o object) (field.ErrorList, []string) {
 			return v1.ValidateHeartbeatDigest(o.(*v1.HeartbeatDigest)), nil
 		},

@@ -53,9 +53,12 @@ func (s *Server) routes() {
 		}
 		item := coll + "/{name}"
 		m.HandleFunc("GET "+coll, h(s.list(r)))
+		m.HandleFunc("GET "+item, h(s.get(r)))
+		if r.readOnly {
+			continue
+		}
 		m.HandleFunc("POST "+coll, h(s.create(r)))
 		m.HandleFunc("DELETE "+coll, h(s.deleteCollection(r)))
-		m.HandleFunc("GET "+item, h(s.get(r)))
 		m.HandleFunc("PUT "+item, h(s.replace(r, mainResource)))
 		m.HandleFunc("PATCH "+item, h(s.patch(r, mainResource)))
 		m.HandleFunc("DELETE "+item, h(s.deleteHandler(r)))
@@ -139,8 +142,12 @@ func (s *Server) discoveryResources(g string) http.HandlerFunc {
 			if r.group != g {
 				continue
 			}
+			verbs := allVerbs
+			if r.readOnly {
+				verbs = metav1.Verbs{"get", "list", "watch"}
+			}
 			list.APIResources = append(list.APIResources, metav1.APIResource{
-				Name: r.plural, SingularName: r.singular, Namespaced: r.namespaced, Kind: r.kind, Verbs: allVerbs, ShortNames: r.shortNames,
+				Name: r.plural, SingularName: r.singular, Namespaced: r.namespaced, Kind: r.kind, Verbs: verbs, ShortNames: r.shortNames,
 			})
 			if r.hasStatus {
 				list.APIResources = append(list.APIResources, metav1.APIResource{

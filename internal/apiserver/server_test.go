@@ -62,7 +62,7 @@ func TestDiscovery(t *testing.T) {
 			"leases": {"Lease", true, []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}},
 		},
 		"/apis/vigil.dev/v1": {
-			"heartbeatdigests": {"HeartbeatDigest", false, []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}},
+			"heartbeatdigests": {"HeartbeatDigest", false, []string{"get", "list", "watch"}},
 		},
 		"/apis/subresources.kubevirt.io/v1": {
 			"virtualmachines/start":              {"", true, []string{"update"}},

@@ -142,8 +142,12 @@ func New(cfg Config) *Controller {
 	// digests, are renewals as Lease updates are.
 	c.caches.Digests.AddHandler(informer.Handler[*v1.HeartbeatDigest]{
 		OnAdd: func(d *v1.HeartbeatDigest) {
+			// In the first list a digest may be old: not a renewal. Later
+			// a digest appears when a server first commits one, with
+			// beats it has just acknowledged.
+			fresh := c.caches.Digests.HasSynced()
 			for node := range d.Nodes {
-				c.beat(node, false) // possibly old: not a renewal
+				c.beat(node, fresh)
 			}
 		},
 		OnUpdate: func(old, d *v1.HeartbeatDigest) {
