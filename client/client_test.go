@@ -396,8 +396,19 @@ func TestWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := vms.Watch(bg, client.ListOptions{ResourceVersion: first.ResourceVersion}); !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-		t.Errorf("watch from a gone resourceVersion: %v", err)
+	// The server's watch cache applies the updates a moment after they
+	// are written: until then the old revision is still in its history.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		w, err := vms.Watch(bg, client.ListOptions{ResourceVersion: first.ResourceVersion})
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			break
+		}
+		if err == nil {
+			w.Stop()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch from a gone resourceVersion: %v, want 410", err)
+		}
 	}
 
 	// The server ending the stream (timeoutSeconds) closes C, with no error.

@@ -141,7 +141,8 @@ type HeartbeatDigest struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 	// Nodes maps each node whose agent streams its heartbeat to this server
-	// to its latest beat. A node leaves the map when its stream ends.
+	// to its latest beat. A node leaves the map a minute after its last
+	// stream ended.
 	Nodes map[string]NodeBeat `json:"nodes,omitempty"`
 }
 

@@ -44,9 +44,10 @@ const maxBeatLine = 64
 // heartbeats is this server's digest of its agents' beats, and the loop
 // that commits it.
 type heartbeats struct {
-	s    *Server
-	name string // the digest's object name
-	r    *resource
+	s         *Server
+	name      string // the digest's object name
+	r         *resource
+	retention time.Duration
 
 	mu      sync.Mutex
 	serial  int64
@@ -67,11 +68,13 @@ type heartbeats struct {
 type beatingNode struct {
 	streams int
 	beat    *v1.NodeBeat // nil until its first beat
+	// closed is when its last stream ended (zero while one is open).
+	closed time.Time
 }
 
-func newHeartbeats(s *Server, name string) *heartbeats {
+func newHeartbeats(s *Server, name string, retention time.Duration) *heartbeats {
 	h := &heartbeats{
-		s: s, name: name, r: s.byPath[v1.VigilGroupName+"/heartbeatdigests"],
+		s: s, name: name, r: s.byPath[v1.VigilGroupName+"/heartbeatdigests"], retention: retention,
 		// Serials only have to differ from the ones before; starting at
 		// the clock keeps a restarted server from repeating one.
 		serial: s.now().UnixNano(),
@@ -91,9 +94,14 @@ func (h *heartbeats) open(node string) {
 		h.nodes[node] = n
 	}
 	n.streams++
+	n.closed = time.Time{}
 }
 
-// close unregisters a stream; the node leaves the digest with its last.
+// close unregisters a stream. A node whose last stream ended stays in the
+// digest, its beat unchanged, for the retention: an observer that relists
+// in the meantime still finds its last beat (a serial it may not have
+// seen), instead of an absence that says nothing about when the node last
+// beat. The run loop drops it after that.
 func (h *heartbeats) close(node string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -101,10 +109,22 @@ func (h *heartbeats) close(node string) {
 	if n.streams--; n.streams > 0 {
 		return
 	}
-	delete(h.nodes, node)
-	if n.beat != nil {
-		h.dirty = true
-		h.poke()
+	if n.beat == nil {
+		delete(h.nodes, node)
+		return
+	}
+	n.closed = h.s.now()
+	time.AfterFunc(h.retention, h.poke)
+}
+
+// pruneLocked drops the nodes whose last stream ended a retention ago.
+func (h *heartbeats) pruneLocked() {
+	now := h.s.now()
+	for name, n := range h.nodes {
+		if n.streams == 0 && !n.closed.IsZero() && now.Sub(n.closed) >= h.retention {
+			delete(h.nodes, name)
+			h.dirty = true
+		}
 	}
 }
 
@@ -155,6 +175,7 @@ func (h *heartbeats) run(ctx context.Context) {
 			}
 		}
 		h.mu.Lock()
+		h.pruneLocked()
 		if !h.dirty {
 			h.mu.Unlock()
 			continue

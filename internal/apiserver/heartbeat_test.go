@@ -30,9 +30,10 @@ func (h *harness) digest(name string) *v1.HeartbeatDigest {
 
 // TestHeartbeatStream checks that every beat is acknowledged only once the
 // digest holding it is in etcd, that each beat changes the node's serial,
-// and that a node leaves the digest when its stream ends.
+// and that a node leaves the digest a retention after its stream ended,
+// its last beat unchanged until then.
 func TestHeartbeatStream(t *testing.T) {
-	h := newHarness(t, apiserver.Config{HeartbeatDigest: "api-1"})
+	h := newHarness(t, apiserver.Config{HeartbeatDigest: "api-1", HeartbeatRetention: 300 * time.Millisecond})
 	ctx := context.Background()
 	s, err := h.c.Heartbeat(ctx, "node-1")
 	if err != nil {
@@ -70,8 +71,13 @@ func TestHeartbeatStream(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Log(err)
 	}
+	// The node stays, its last beat unchanged, for the retention; then it
+	// leaves.
 	eventually(t, "node-1 to leave the digest", func() bool {
-		_, ok := h.digest("api-1").Nodes["node-1"]
+		b, ok := h.digest("api-1").Nodes["node-1"]
+		if ok && b.Serial != serials[2] {
+			t.Fatalf("node-1's serial changed after its stream ended: %d, then %d", serials[2], b.Serial)
+		}
 		return !ok
 	})
 }

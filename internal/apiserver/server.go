@@ -59,6 +59,9 @@ type Config struct {
 	// agents' heartbeats are committed in (default "apiserver"). Every
 	// server sharing an etcd needs its own.
 	HeartbeatDigest string
+	// HeartbeatRetention is how long a node stays in the digest, its last
+	// beat unchanged, after its last stream ended (default 1m).
+	HeartbeatRetention time.Duration
 }
 
 // Server is the API server. Create it with New, start its background work
@@ -120,7 +123,10 @@ func New(cfg Config) *Server {
 	if cfg.HeartbeatDigest == "" {
 		cfg.HeartbeatDigest = "apiserver"
 	}
-	s.beats = newHeartbeats(s, cfg.HeartbeatDigest)
+	if cfg.HeartbeatRetention <= 0 {
+		cfg.HeartbeatRetention = time.Minute
+	}
+	s.beats = newHeartbeats(s, cfg.HeartbeatDigest, cfg.HeartbeatRetention)
 	s.routes()
 	return s
 }

@@ -76,19 +76,13 @@ func (cs *Caches) RunWith(ctx context.Context, owned bool, ctrl func(context.Con
 
 // BeatsChanged calls renewed with every node whose heartbeat in a digest
 // changed from old to cur: a beat committed since, a renewal. A node that
-// joined the digest has just beaten. A node that left it counts too: its
-// stream ended after its last beat was committed, and an observer that
-// relisted may have missed the revision that carried that beat; counting
-// the departure, seen later than the beat, can only make a node look
-// alive a little longer, never silent sooner than it was.
+// joined the digest has just beaten. A node that left it did not: the
+// server drops a node a while after its last stream ended, its last beat
+// kept unchanged until then, so an observer that relisted meanwhile still
+// saw that beat's serial change.
 func BeatsChanged(old, cur *v1.HeartbeatDigest, renewed func(node string)) {
 	for node, b := range cur.Nodes {
 		if prev, ok := old.Nodes[node]; !ok || prev.Serial != b.Serial {
-			renewed(node)
-		}
-	}
-	for node := range old.Nodes {
-		if _, ok := cur.Nodes[node]; !ok {
 			renewed(node)
 		}
 	}

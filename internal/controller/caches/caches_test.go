@@ -16,7 +16,7 @@ func digest(beats map[string]int64) *v1.HeartbeatDigest {
 }
 
 // TestBeatsChanged checks which changes of a digest are renewals: a new
-// serial, a node joining, a node leaving; never an unchanged beat.
+// serial, a node joining; never an unchanged beat or a node leaving.
 func TestBeatsChanged(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -26,8 +26,8 @@ func TestBeatsChanged(t *testing.T) {
 		{"nothing changed", map[string]int64{"a": 1, "b": 2}, map[string]int64{"a": 1, "b": 2}, nil},
 		{"one beat", map[string]int64{"a": 1, "b": 2}, map[string]int64{"a": 3, "b": 2}, []string{"a"}},
 		{"a node joins", map[string]int64{"a": 1}, map[string]int64{"a": 1, "b": 5}, []string{"b"}},
-		{"a node leaves", map[string]int64{"a": 1, "b": 2}, map[string]int64{"a": 1}, []string{"b"}},
-		{"all at once", map[string]int64{"a": 1, "b": 2}, map[string]int64{"a": 4, "c": 1}, []string{"a", "b", "c"}},
+		{"a node leaves", map[string]int64{"a": 1, "b": 2}, map[string]int64{"a": 1}, nil},
+		{"all at once", map[string]int64{"a": 1, "b": 2}, map[string]int64{"a": 4, "c": 1}, []string{"a", "c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
