@@ -58,14 +58,12 @@ func (c *Client) Heartbeat(ctx context.Context, node string) (*HeartbeatStream, 
 	resp, err := c.streams.Do(req)
 	if err != nil {
 		cancel()
-		pw.Close()
 		return nil, fmt.Errorf("opening the heartbeat stream of node %s: %w", node, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		defer cancel()
-		pw.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		cancel()
 		return nil, fmt.Errorf("opening the heartbeat stream of node %s: %w", node, statusError(resp.StatusCode, http.MethodPost, b))
 	}
 	sc := bufio.NewScanner(resp.Body)
@@ -127,10 +125,9 @@ func (s *HeartbeatStream) Ack() (uint64, error) {
 	return n, nil
 }
 
-// Close ends the stream.
+// Close ends the stream (the context's end closes the body).
 func (s *HeartbeatStream) Close() error {
 	s.cancel()
-	s.body.Close()
 	err := s.resp.Body.Close()
 	<-s.wrote
 	return err

@@ -377,14 +377,7 @@ func (s *soak) waitNodesReady() {
 		if err != nil {
 			return false, err
 		}
-		beat := map[string]time.Time{}
-		for _, d := range digests.Items {
-			for node, b := range d.Nodes {
-				if b.Time.After(beat[node]) {
-					beat[node] = b.Time.Time
-				}
-			}
-		}
+		beat := v1.LatestBeats(digests.Items)
 		for _, n := range nodes.Items {
 			if t, ok := beat[n.Name]; !ok || time.Since(t) > 1500*time.Millisecond {
 				return false, fmt.Errorf("node %s has not beaten lately", n.Name)

@@ -1,6 +1,8 @@
 package v1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -153,6 +155,20 @@ type NodeBeat struct {
 	// Time is when the server received the beat, on the server's clock;
 	// only for display: liveness is judged on the observer's own clock.
 	Time metav1.MicroTime `json:"time"`
+}
+
+// LatestBeats returns, for every node in any of the digests, the latest
+// time a server recorded a beat of it (servers' clocks: for display).
+func LatestBeats(digests []*HeartbeatDigest) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, d := range digests {
+		for node, b := range d.Nodes {
+			if b.Time.After(out[node]) {
+				out[node] = b.Time.Time
+			}
+		}
+	}
+	return out
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

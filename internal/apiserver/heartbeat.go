@@ -275,7 +275,8 @@ func (h *heartbeats) adopt(kv store.KV) error {
 // heartbeatPrefix is the path of the heartbeat streams.
 const heartbeatPrefix = "/apis/" + v1.VigilGroupName + "/" + v1.Version + "/heartbeats/"
 
-// fullDuplex lets the handler answer while the request body is still
+// fullDuplex (called by authenticate for the heartbeat paths, so that a
+// refusal there is answered too) lets the handler answer while the request body is still
 // coming. An HTTP/1 server otherwise reads the whole body before it sends
 // an answer, and a stream's body never ends: even a refusal (a bad token, a
 // bad name) would never reach the client.
@@ -292,7 +293,7 @@ func fullDuplex(w http.ResponseWriter) *http.ResponseController {
 
 // heartbeat serves a node's heartbeat stream.
 func (s *Server) heartbeat(w http.ResponseWriter, req *http.Request) error {
-	rc := fullDuplex(w) // done by authenticate too; again for clarity
+	rc := http.NewResponseController(w) // full duplex since authenticate
 	node := req.PathValue("node")
 	if msgs := validation.IsDNS1123Subdomain(node); len(msgs) > 0 {
 		return badRequest("%q is not a node name: %s", node, msgs[0])

@@ -190,20 +190,10 @@ func heartbeats(ctx context.Context, c *client.Client) (map[string]time.Time, er
 	if err != nil {
 		return nil, fmt.Errorf("reading the heartbeat digests: %w", err)
 	}
-	out := make(map[string]time.Time, len(leases.Items))
-	later := func(node string, t time.Time) {
-		if cur, ok := out[node]; !ok || t.After(cur) {
-			out[node] = t
-		}
-	}
+	out := v1.LatestBeats(digests.Items)
 	for _, l := range leases.Items {
-		if l.Spec.RenewTime != nil {
-			later(l.Name, l.Spec.RenewTime.Time)
-		}
-	}
-	for _, d := range digests.Items {
-		for node, b := range d.Nodes {
-			later(node, b.Time.Time)
+		if l.Spec.RenewTime != nil && l.Spec.RenewTime.After(out[l.Name]) {
+			out[l.Name] = l.Spec.RenewTime.Time
 		}
 	}
 	return out, nil
