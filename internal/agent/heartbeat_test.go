@@ -25,8 +25,8 @@ func startAgent(t *testing.T, c *client.Client, node string) *atomic.Int64 {
 		t.Fatal(err)
 	}
 	var renewals atomic.Int64
-	a, err := agent.New(agent.Config{Client: c, Node: node, Driver: d, LeaseRenewInterval: 500 * time.Millisecond,
-		FenceAfter: 2 * time.Second, OnRenew: func(time.Time) { renewals.Add(1) }})
+	a, err := agent.New(agent.Config{Client: c, Node: node, Driver: d, LeaseRenewInterval: time.Second,
+		FenceAfter: 4 * time.Second, OnRenew: func(time.Time) { renewals.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}

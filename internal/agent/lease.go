@@ -42,15 +42,17 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 		a.log.Warn("the heartbeat stream failed; the lease is renewed instead until it works again", "err", err)
 		a.cfg.Client.NextServer()
-		if !a.waitBeat(ctx) {
+		if !a.waitBeat(ctx, 0) {
 			return
 		}
 	}
 }
 
-// leaseFallback writes the Lease at once, then on every interval boundary
-// at which no renewal was sent for more than an interval and a half: the
-// beats are not being acknowledged.
+// leaseFallback writes the Lease at once, then in the middle of every
+// interval at which no renewal was sent for more than an interval: the
+// beat of the interval's start is not acknowledged. Each attempt is given
+// one interval, so that a request stuck on a dead connection does not hold
+// up the next one, on a new connection.
 func (a *Agent) leaseFallback(ctx context.Context) {
 	leases := a.cfg.Client.Leases(v1.NodeLeaseNamespace)
 	var cur *v1.Lease
@@ -58,7 +60,7 @@ func (a *Agent) leaseFallback(ctx context.Context) {
 		a.fenceMu.Lock()
 		since := a.cfg.Now().Sub(a.fence.lastRenew)
 		a.fenceMu.Unlock()
-		if cur == nil || since > a.cfg.LeaseRenewInterval*3/2 {
+		if cur == nil || since > a.cfg.LeaseRenewInterval {
 			start := a.cfg.Now()
 			next, err := a.renewOnce(ctx, leases, cur)
 			switch {
@@ -70,15 +72,16 @@ func (a *Agent) leaseFallback(ctx context.Context) {
 				cur = nil // read it again next time
 			}
 		}
-		if !a.waitBeat(ctx) {
+		if !a.waitBeat(ctx, a.cfg.LeaseRenewInterval/2) {
 			return
 		}
 	}
 }
 
-// waitBeat waits for the next interval boundary; false if ctx ended first.
-func (a *Agent) waitBeat(ctx context.Context) bool {
-	t := time.NewTimer(a.untilBeat())
+// waitBeat waits for the next interval boundary, shifted by offset; false
+// if ctx ended first.
+func (a *Agent) waitBeat(ctx context.Context, offset time.Duration) bool {
+	t := time.NewTimer(a.untilBeat(offset))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -88,10 +91,10 @@ func (a *Agent) waitBeat(ctx context.Context) bool {
 	}
 }
 
-// untilBeat is the time to the next interval boundary of the wall clock
-// (never zero, at most one interval).
-func (a *Agent) untilBeat() time.Duration {
-	now := a.cfg.Now()
+// untilBeat is the time to the next interval boundary of the wall clock,
+// shifted by offset (never zero, at most one interval).
+func (a *Agent) untilBeat(offset time.Duration) time.Duration {
+	now := a.cfg.Now().Add(-offset)
 	return now.Truncate(a.cfg.LeaseRenewInterval).Add(a.cfg.LeaseRenewInterval).Sub(now)
 }
 
@@ -101,8 +104,8 @@ func (a *Agent) streamBeats(ctx context.Context) error {
 	interval := a.cfg.LeaseRenewInterval
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The server must answer within two intervals, or another one is tried.
-	opening := time.AfterFunc(2*interval, cancel)
+	// The server must answer within an interval, or another one is tried.
+	opening := time.AfterFunc(interval, cancel)
 	s, err := a.cfg.Client.Heartbeat(ctx, a.cfg.Node)
 	if !opening.Stop() && err == nil {
 		err = errors.New("the server took too long to accept the stream")
@@ -144,7 +147,7 @@ func (a *Agent) streamBeats(ctx context.Context) error {
 	if err := beat(); err != nil {
 		return err
 	}
-	t := time.NewTimer(a.untilBeat())
+	t := time.NewTimer(a.untilBeat(0))
 	defer t.Stop()
 	for {
 		select {
@@ -173,13 +176,13 @@ func (a *Agent) streamBeats(ctx context.Context) error {
 			if err := beat(); err != nil {
 				return err
 			}
-			t.Reset(a.untilBeat())
+			t.Reset(a.untilBeat(0))
 		}
 	}
 }
 
 func (a *Agent) renewOnce(ctx context.Context, leases *client.Resource[*v1.Lease], cur *v1.Lease) (*v1.Lease, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseRenewInterval*2)
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseRenewInterval)
 	defer cancel()
 	now := metav1.NewMicroTime(a.cfg.Now())
 	holder := a.cfg.Node
