@@ -2,11 +2,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -61,8 +64,25 @@ type Embedded struct {
 	closeOnce sync.Once
 }
 
-// StartEmbedded starts an etcd member and waits until it serves.
+// StartEmbedded starts an etcd member and waits until it serves. Ports it
+// picks itself (no ClientURL or PeerURL) may be taken by another process
+// between the pick and etcd's listen: it then picks again, a few times.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	picked := cfg.ClientURL == "" || cfg.PeerURL == ""
+	for attempt := 1; ; attempt++ {
+		e, err := startEmbedded(cfg)
+		if err == nil || !picked || attempt == 3 || !portTaken(err) {
+			return e, err
+		}
+	}
+}
+
+// portTaken reports whether err is a listen on a port already in use.
+func portTaken(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+func startEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("embedded etcd: a data directory is required")
 	}
